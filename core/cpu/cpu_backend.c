@@ -1,0 +1,137 @@
+/* cpu_backend.c: the CPU backend's compute switch. Non-contiguous inputs are made contiguous in
+ * step-arena scratch first; reductions move the reduced axes last and reduce inner blocks; matmul
+ * goes straight into cblas_sgemm, expressing 2-D transposed views through the sgemm flags. */
+#include <cblas.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/cpu/cpu_kernels.h"
+
+/* Contiguous data of t: its own memory when possible, else a step-arena copy (NULL on OOM). */
+static const float *contiguous_data(ndl_ctx *ctx, const ndl_tensor *t) {
+  if (ndl_tensor_is_contiguous(t)) return ndl_tensor_ptr(t);
+  float *tmp = ndl_ctx_alloc(ctx, (size_t)ndl_tensor_numel(t) * sizeof(float));
+  if (tmp) ndl_cpu_strided_copy(t, tmp);
+  return tmp;
+}
+
+static ndl_status compute_reduce(ndl_ctx *ctx, ndl_tensor *node) {
+  const ndl_tensor *a = node->src[0];
+  ndl_tensor view = *a;
+  int reduced[NDL_MAX_DIMS] = {0}, k = 0;
+  for (int i = 0; i < node->naxes; i++) reduced[node->iparams[i]] = 1;
+  int64_t inner = 1;
+  for (int d = 0; d < a->ndim; d++)
+    if (!reduced[d]) {
+      view.shape[k] = a->shape[d];
+      view.strides[k++] = a->strides[d];
+    }
+  for (int d = 0; d < a->ndim; d++)
+    if (reduced[d]) {
+      view.shape[k] = a->shape[d];
+      view.strides[k++] = a->strides[d];
+      inner *= a->shape[d];
+    }
+  const float *in = contiguous_data(ctx, &view);
+  if (!in) return ctx->status;
+  ndl_cpu_reduce(node->op, in, ndl_tensor_ptr(node), ndl_tensor_numel(node), inner);
+  return NDL_OK;
+}
+
+/* Describe a 2-D view as an sgemm operand: pointer, transpose flag and leading dimension. */
+static const float *gemm_operand(ndl_ctx *ctx, const ndl_tensor *t, enum CBLAS_TRANSPOSE *trans,
+                                 int *ld) {
+  int64_t r = t->shape[0], c = t->shape[1];
+  if (t->strides[1] == 1 && t->strides[0] >= (c > 1 ? c : 1) && (r == 1 || t->strides[0] > 0)) {
+    *trans = CblasNoTrans;
+    *ld = (int)(r == 1 ? (c > 1 ? c : 1) : t->strides[0]);
+    return ndl_tensor_ptr(t);
+  }
+  if (t->strides[0] == 1 && t->strides[1] >= (r > 1 ? r : 1) && c > 1) {
+    *trans = CblasTrans;
+    *ld = (int)t->strides[1];
+    return ndl_tensor_ptr(t);
+  }
+  *trans = CblasNoTrans;
+  *ld = (int)(c > 1 ? c : 1);
+  return contiguous_data(ctx, t);
+}
+
+static ndl_status compute_matmul(ndl_ctx *ctx, ndl_tensor *node) {
+  const ndl_tensor *a = node->src[0], *b = node->src[1];
+  int64_t k = a->shape[a->ndim - 1], n = b->shape[1];
+  int64_t m = ndl_tensor_numel(a) / (k ? k : 1);
+  if (k == 0) m = ndl_tensor_numel(node) / (n ? n : 1);
+  const float *pa;
+  enum CBLAS_TRANSPOSE ta, tb;
+  int lda, ldb;
+  if (a->ndim == 2) {
+    pa = gemm_operand(ctx, a, &ta, &lda);
+  } else {
+    /* batch dims fold into rows when a is contiguous */
+    pa = contiguous_data(ctx, a);
+    ta = CblasNoTrans;
+    lda = (int)(k > 1 ? k : 1);
+  }
+  const float *pb = gemm_operand(ctx, b, &tb, &ldb);
+  if (!pa || !pb) return ctx->status;
+  float *c = ndl_tensor_ptr(node);
+  if (m == 0 || n == 0) return NDL_OK;
+  if (k == 0) {
+    memset(c, 0, (size_t)(m * n) * sizeof(float));
+    return NDL_OK;
+  }
+  cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, pa, lda, pb, ldb, 0.0f, c,
+              (int)n);
+  return NDL_OK;
+}
+
+static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
+  float *out = ndl_tensor_ptr(node);
+  int64_t n = ndl_tensor_numel(node);
+  switch (node->op) {
+    case NDL_OP_ADD: case NDL_OP_SUB: case NDL_OP_MUL: case NDL_OP_DIV: case NDL_OP_POW:
+    case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: {
+      const float *a = contiguous_data(ctx, node->src[0]);
+      const float *b = contiguous_data(ctx, node->src[1]);
+      if (!a || !b) return ctx->status;
+      ndl_cpu_binary(node->op, a, b, out, n);
+      return NDL_OK;
+    }
+    case NDL_OP_ADD_SCALAR: case NDL_OP_MUL_SCALAR: case NDL_OP_DIV_SCALAR:
+    case NDL_OP_RDIV_SCALAR: case NDL_OP_POW_SCALAR: case NDL_OP_GT_SCALAR: case NDL_OP_NEG:
+    case NDL_OP_LOG: case NDL_OP_EXP: case NDL_OP_RELU: case NDL_OP_TANH: {
+      const float *a = contiguous_data(ctx, node->src[0]);
+      if (!a) return ctx->status;
+      ndl_cpu_unary(node->op, a, node->scalar, out, n);
+      return NDL_OK;
+    }
+    case NDL_OP_SUM: case NDL_OP_MAX: case NDL_OP_LOGSUMEXP:
+      return compute_reduce(ctx, node);
+    case NDL_OP_RESHAPE: case NDL_OP_COMPACT:
+      ndl_cpu_strided_copy(node->src[0], out);
+      return NDL_OK;
+    case NDL_OP_UNSLICE: {
+      /* zeros, then the gradient written into the sliced view of the output */
+      memset(out, 0, (size_t)n * sizeof(float));
+      ndl_tensor view = *node;
+      for (int d = 0; d < node->ndim; d++) {
+        view.offset += node->iparams[d] * node->strides[d];
+        view.strides[d] = node->strides[d] * node->iparams[NDL_MAX_DIMS + d];
+        view.shape[d] = node->src[0]->shape[d];
+      }
+      const float *g = contiguous_data(ctx, node->src[0]);
+      if (!g) return ctx->status;
+      ndl_cpu_strided_store(g, &view);
+      return NDL_OK;
+    }
+    case NDL_OP_MATMUL:
+      return compute_matmul(ctx, node);
+    default:
+      NDL_ABORT("cpu backend: op %s has no compute (views are built in ops.c)", ndl_op_name(node->op));
+  }
+}
+
+static const ndl_backend cpu_backend = {"cpu", cpu_compute};
+
+const ndl_backend *ndl_backend_cpu(void) { return &cpu_backend; }

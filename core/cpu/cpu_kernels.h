@@ -1,0 +1,30 @@
+/* cpu_kernels.h: plain C loops of the CPU backend over contiguous float arrays, plus the strided
+ * copy that makes any view contiguous. Internal to core/ (and nn/ fused kernels). */
+#ifndef NDL_CPU_KERNELS_H
+#define NDL_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Copy any strided view into out in row-major order. */
+void ndl_cpu_strided_copy(const ndl_tensor *src, float *out);
+/* Write contiguous src (row-major) into the strided view dst. */
+void ndl_cpu_strided_store(const float *src, const ndl_tensor *dst);
+/* dst[i] += src (any strides, row-major order). */
+void ndl_cpu_accumulate(float *dst, const ndl_tensor *src);
+/* out = a op b for ADD SUB MUL DIV POW MAXIMUM EQ GT GE. */
+void ndl_cpu_binary(ndl_op op, const float *a, const float *b, float *out, int64_t n);
+/* out = op(a, s) for the *_SCALAR ops and the unary ops (s unused there). */
+void ndl_cpu_unary(ndl_op op, const float *a, float s, float *out, int64_t n);
+/* out[i] = reduce(in[i*inner .. (i+1)*inner)) for SUM, MAX, LOGSUMEXP. */
+void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64_t inner);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* rng.c: MT19937 exactly as numpy's legacy RandomState (randomkit): init_genrand seeding, standard
+ * tempering, 53-bit doubles, polar gauss with cache, masked-rejection bounded integers and the
+ * Fisher-Yates permutation numpy uses. No init_by_array (array seeds) and no other distributions. */
+#include "core/rng.h"
+
+#include <math.h>
+
+void ndl_rng_seed(ndl_rng *r, uint32_t seed) {
+  r->mt[0] = seed;
+  for (int i = 1; i < NDL_RNG_N; i++)
+    r->mt[i] = 1812433253u * (r->mt[i - 1] ^ (r->mt[i - 1] >> 30)) + (uint32_t)i;
+  r->pos = NDL_RNG_N;
+  r->has_gauss = 0;
+  r->gauss = 0.0;
+}
+
+static void regenerate(ndl_rng *r) {
+  const uint32_t upper = 0x80000000u, lower = 0x7fffffffu, matrix = 0x9908b0dfu;
+  int i;
+  uint32_t y;
+  for (i = 0; i < NDL_RNG_N - 397; i++) {
+    y = (r->mt[i] & upper) | (r->mt[i + 1] & lower);
+    r->mt[i] = r->mt[i + 397] ^ (y >> 1) ^ (-(y & 1u) & matrix);
+  }
+  for (; i < NDL_RNG_N - 1; i++) {
+    y = (r->mt[i] & upper) | (r->mt[i + 1] & lower);
+    r->mt[i] = r->mt[i + 397 - NDL_RNG_N] ^ (y >> 1) ^ (-(y & 1u) & matrix);
+  }
+  y = (r->mt[NDL_RNG_N - 1] & upper) | (r->mt[0] & lower);
+  r->mt[NDL_RNG_N - 1] = r->mt[396] ^ (y >> 1) ^ (-(y & 1u) & matrix);
+  r->pos = 0;
+}
+
+uint32_t ndl_rng_u32(ndl_rng *r) {
+  if (r->pos >= NDL_RNG_N) regenerate(r);
+  uint32_t y = r->mt[r->pos++];
+  y ^= y >> 11;
+  y ^= (y << 7) & 0x9d2c5680u;
+  y ^= (y << 15) & 0xefc60000u;
+  y ^= y >> 18;
+  return y;
+}
+
+double ndl_rng_rand(ndl_rng *r) {
+  uint32_t a = ndl_rng_u32(r) >> 5, b = ndl_rng_u32(r) >> 6;
+  return (a * 67108864.0 + b) / 9007199254740992.0;
+}
+
+double ndl_rng_randn(ndl_rng *r) {
+  if (r->has_gauss) {
+    r->has_gauss = 0;
+    return r->gauss;
+  }
+  double x1, x2, r2;
+  do {
+    x1 = 2.0 * ndl_rng_rand(r) - 1.0;
+    x2 = 2.0 * ndl_rng_rand(r) - 1.0;
+    r2 = x1 * x1 + x2 * x2;
+  } while (r2 >= 1.0 || r2 == 0.0);
+  double f = sqrt(-2.0 * log(r2) / r2);
+  r->gauss = f * x1;
+  r->has_gauss = 1;
+  return f * x2;
+}
+
+/* Uniform integer in [0, max] by masked rejection. */
+static uint64_t bounded(ndl_rng *r, uint64_t max) {
+  if (max == 0) return 0;
+  uint64_t mask = max;
+  mask |= mask >> 1;
+  mask |= mask >> 2;
+  mask |= mask >> 4;
+  mask |= mask >> 8;
+  mask |= mask >> 16;
+  mask |= mask >> 32;
+  uint64_t v;
+  if (max <= 0xffffffffu) {
+    while ((v = (ndl_rng_u32(r) & mask)) > max) {
+    }
+  } else {
+    do {
+      v = (((uint64_t)ndl_rng_u32(r) << 32) | ndl_rng_u32(r)) & mask;
+    } while (v > max);
+  }
+  return v;
+}
+
+int64_t ndl_rng_randint(ndl_rng *r, int64_t lo, int64_t hi) {
+  return lo + (int64_t)bounded(r, (uint64_t)(hi - 1 - lo));
+}
+
+void ndl_rng_permutation(ndl_rng *r, int64_t n, int64_t *out) {
+  for (int64_t i = 0; i < n; i++) out[i] = i;
+  for (int64_t i = n - 1; i >= 1; i--) {
+    int64_t j = (int64_t)bounded(r, (uint64_t)i);
+    int64_t t = out[i];
+    out[i] = out[j];
+    out[j] = t;
+  }
+}
+
+void ndl_rng_fill_rand(ndl_rng *r, float *out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = (float)ndl_rng_rand(r);
+}
+
+void ndl_rng_fill_randn(ndl_rng *r, float *out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = (float)ndl_rng_randn(r);
+}
+
+void ndl_rng_fill_randint(ndl_rng *r, float *out, int64_t n, int64_t lo, int64_t hi) {
+  for (int64_t i = 0; i < n; i++) out[i] = (float)ndl_rng_randint(r, lo, hi);
+}

@@ -1,0 +1,181 @@
+/* tensor.c: the context (arena, grad mode, sticky status), shape helpers, creating step tensors
+ * and element access. Computation lives in core/cpu/; node building in ops.c. */
+#include "core/tensor.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/cpu/cpu_kernels.h"
+
+static const char *const op_names[] = {
+#define NDL_OP_NAME(name, text) text,
+    NDL_OP_TABLE(NDL_OP_NAME)
+#undef NDL_OP_NAME
+};
+_Static_assert(sizeof op_names / sizeof op_names[0] == NDL_OP_COUNT, "op name table out of sync");
+
+const char *ndl_op_name(ndl_op op) {
+  if ((int)op < 0 || op >= NDL_OP_COUNT) NDL_ABORT("bad op value %d", (int)op);
+  return op_names[op];
+}
+
+ndl_ctx *ndl_ctx_new(void) {
+  ndl_ctx *ctx = ndl_malloc(sizeof *ctx);
+  if (!ctx) return NULL;
+  memset(ctx, 0, sizeof *ctx);
+  ndl_arena_init(&ctx->arena, (size_t)1 << 20);
+  ctx->grad_enabled = 1;
+  return ctx;
+}
+
+void ndl_ctx_free(ndl_ctx *ctx) {
+  if (!ctx) return;
+  ndl_arena_free(&ctx->arena);
+  ndl_free(ctx);
+}
+
+void ndl_ctx_reset(ndl_ctx *ctx) {
+  ndl_arena_reset(&ctx->arena);
+  ctx->status = NDL_OK;
+}
+
+int ndl_ctx_set_grad(ndl_ctx *ctx, int enabled) {
+  int old = ctx->grad_enabled;
+  ctx->grad_enabled = enabled;
+  return old;
+}
+
+ndl_status ndl_ctx_fail(ndl_ctx *ctx, ndl_status s, const char *fmt, ...) {
+  if (ctx->status != NDL_OK) return s; /* keep the first error and its message */
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  ctx->status = s;
+  return ndl_errorf(s, "%s", msg);
+}
+
+void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes) {
+  void *p = ndl_arena_alloc(&ctx->arena, bytes);
+  if (!p) ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "out of memory: step arena could not grow by %zu bytes", bytes);
+  return p;
+}
+
+int64_t ndl_shape_numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
+char *ndl_shape_format(int ndim, const int64_t *shape, char *buf, int buflen) {
+  int pos = snprintf(buf, (size_t)buflen, "[");
+  for (int i = 0; i < ndim && pos < buflen; i++)
+    pos += snprintf(buf + pos, (size_t)(buflen - pos), i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (pos < buflen) snprintf(buf + pos, (size_t)(buflen - pos), "]");
+  return buf;
+}
+
+int ndl_shape_equal(const ndl_tensor *a, const ndl_tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i]) return 0;
+  return 1;
+}
+
+int64_t ndl_tensor_numel(const ndl_tensor *t) { return ndl_shape_numel(t->ndim, t->shape); }
+
+int ndl_tensor_is_contiguous(const ndl_tensor *t) {
+  int64_t expect = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] != 1 && t->strides[i] != expect) return 0;
+    expect *= t->shape[i];
+  }
+  return 1;
+}
+
+void ndl_tensor_init_view(ndl_tensor *t, float *data, int ndim, const int64_t *shape) {
+  NDL_ASSERT(ndim >= 0 && ndim <= NDL_MAX_DIMS);
+  memset(t, 0, sizeof *t);
+  t->data = data;
+  t->ndim = ndim;
+  int64_t stride = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    t->shape[i] = shape[i];
+    t->strides[i] = stride;
+    stride *= shape[i];
+  }
+}
+
+ndl_tensor *ndl_tensor_empty(ndl_ctx *ctx, int ndim, const int64_t *shape) {
+  if (ctx->status != NDL_OK) return NULL;
+  char buf[128];
+  if (ndim < 0 || ndim > NDL_MAX_DIMS) {
+    ndl_ctx_fail(ctx, NDL_ERR_SHAPE, "tensor: %d dims, at most %d supported", ndim, NDL_MAX_DIMS);
+    return NULL;
+  }
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] < 0) {
+      ndl_ctx_fail(ctx, NDL_ERR_SHAPE, "tensor: negative dimension in shape %s",
+                   ndl_shape_format(ndim, shape, buf, sizeof buf));
+      return NULL;
+    }
+  int64_t n = ndl_shape_numel(ndim, shape);
+  size_t head = (sizeof(ndl_tensor) + NDL_ALIGN - 1) / NDL_ALIGN * NDL_ALIGN;
+  unsigned char *mem = ndl_ctx_alloc(ctx, head + (size_t)n * sizeof(float));
+  if (!mem) return NULL;
+  ndl_tensor *t = (ndl_tensor *)mem;
+  ndl_tensor_init_view(t, (float *)(mem + head), ndim, shape);
+  return t;
+}
+
+ndl_tensor *ndl_tensor_full(ndl_ctx *ctx, int ndim, const int64_t *shape, float value) {
+  ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
+  if (!t) return NULL;
+  float *p = ndl_tensor_ptr(t);
+  int64_t n = ndl_tensor_numel(t);
+  for (int64_t i = 0; i < n; i++) p[i] = value;
+  return t;
+}
+
+ndl_tensor *ndl_tensor_zeros(ndl_ctx *ctx, int ndim, const int64_t *shape) {
+  return ndl_tensor_full(ctx, ndim, shape, 0.0f);
+}
+
+ndl_tensor *ndl_tensor_from(ndl_ctx *ctx, int ndim, const int64_t *shape, const float *values) {
+  ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
+  if (t) memcpy(ndl_tensor_ptr(t), values, (size_t)ndl_tensor_numel(t) * sizeof(float));
+  return t;
+}
+
+float ndl_tensor_get(const ndl_tensor *t, const int64_t *index) {
+  int64_t off = t->offset;
+  for (int i = 0; i < t->ndim; i++) {
+    NDL_ASSERT(index[i] >= 0 && index[i] < t->shape[i]);
+    off += index[i] * t->strides[i];
+  }
+  return t->data[off];
+}
+
+void ndl_tensor_copy_out(const ndl_tensor *t, float *out) { ndl_cpu_strided_copy(t, out); }
+
+void ndl_tensor_set_requires_grad(ndl_tensor *t, int on) { t->requires_grad = (uint8_t)(on != 0); }
+
+ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t) {
+  if (!t || ctx->status != NDL_OK) return NULL;
+  ndl_tensor *d = ndl_ctx_alloc(ctx, sizeof *d);
+  if (!d) return NULL;
+  *d = *t;
+  d->op = NDL_OP_NONE;
+  d->src[0] = d->src[1] = NULL;
+  d->requires_grad = 0;
+  d->grad = d->adj = NULL;
+  return d;
+}
+
+void ndl_tensor_accumulate(ndl_tensor *dst, const ndl_tensor *src) {
+  NDL_ASSERT(ndl_shape_equal(dst, src));
+  NDL_ASSERT(ndl_tensor_is_contiguous(dst));
+  ndl_cpu_accumulate(ndl_tensor_ptr(dst), src);
+}

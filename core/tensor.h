@@ -1,0 +1,120 @@
+/* tensor.h: the float32 tensor, its views, and the context that owns per-step memory.
+ * A tensor is a strided view (shape, strides, offset) into storage it does not own: step tensors
+ * live in the context's arena, parameters in flat buffers owned by an ndl_params store.
+ * A tensor is also an autograd node: op + inputs + small params (see ops.h, autograd.h). */
+#ifndef NDL_TENSOR_H
+#define NDL_TENSOR_H
+
+#include <stdint.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NDL_MAX_DIMS 8
+
+/* X(name, text): the op set; order is the enum order. */
+#define NDL_OP_TABLE(X)                                                               \
+  X(NONE, "leaf") X(ADD, "add") X(SUB, "sub") X(MUL, "mul") X(DIV, "div")               \
+  X(POW, "pow") X(MAXIMUM, "maximum") X(ADD_SCALAR, "add_scalar")                       \
+  X(MUL_SCALAR, "mul_scalar") X(DIV_SCALAR, "div_scalar") X(RDIV_SCALAR, "rdiv_scalar") \
+  X(POW_SCALAR, "pow_scalar") X(NEG, "negate") X(LOG, "log") X(EXP, "exp")              \
+  X(RELU, "relu") X(TANH, "tanh") X(EQ, "eq") X(GT, "gt") X(GE, "ge")                   \
+  X(GT_SCALAR, "gt_scalar") X(SUM, "sum") X(MAX, "max") X(RESHAPE, "reshape")           \
+  X(BROADCAST, "broadcast_to") X(PERMUTE, "permute") X(SLICE, "slice")                  \
+  X(UNSLICE, "unslice") X(COMPACT, "compact") X(MATMUL, "matmul")                       \
+  X(LOGSUMEXP, "logsumexp")
+
+typedef enum ndl_op {
+#define NDL_OP_ENUM(name, text) NDL_OP_##name,
+  NDL_OP_TABLE(NDL_OP_ENUM)
+#undef NDL_OP_ENUM
+      NDL_OP_COUNT
+} ndl_op;
+
+/* Name of an op for messages; aborts on an out-of-range value. */
+const char *ndl_op_name(ndl_op op);
+
+typedef struct ndl_tensor ndl_tensor;
+struct ndl_tensor {
+  float *data;     /* base of the storage (borrowed) */
+  int64_t offset;  /* first element, in elements from data */
+  int ndim;
+  int64_t shape[NDL_MAX_DIMS];
+  int64_t strides[NDL_MAX_DIMS]; /* in elements; 0 on broadcast dims */
+  /* autograd node */
+  ndl_op op;              /* NDL_OP_NONE for a leaf */
+  ndl_tensor *src[2];     /* inputs (borrowed) */
+  float scalar;           /* scalar operand of *_SCALAR ops */
+  int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
+  int naxes;
+  uint8_t requires_grad;
+  ndl_tensor *grad;       /* leaves: accumulated gradient (a view into a flat buffer for parameters) */
+  ndl_tensor *adj;        /* backward scratch; NULL outside ndl_graph_* */
+  uint32_t mark;          /* backward traversal stamp */
+  const char *name;       /* optional, borrowed */
+};
+
+/* Per-step memory, grad mode and a sticky error status. */
+typedef struct ndl_ctx {
+  ndl_arena arena;
+  int grad_enabled;
+  uint32_t mark;
+  ndl_status status; /* first error since the last reset; ops on a failed context return NULL */
+} ndl_ctx;
+
+/* Create a context with a step arena (grad mode on). Owned; free with ndl_ctx_free. */
+ndl_ctx *ndl_ctx_new(void);
+void ndl_ctx_free(ndl_ctx *ctx);
+/* Release every node and temporary of the step and clear the sticky status. */
+void ndl_ctx_reset(ndl_ctx *ctx);
+/* Turn graph recording on/off; returns the previous setting. */
+int ndl_ctx_set_grad(ndl_ctx *ctx, int enabled);
+/* Record the first error on the context (message via ndl_errorf); returns s. */
+ndl_status ndl_ctx_fail(ndl_ctx *ctx, ndl_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Arena memory for the step, or NULL (and NDL_ERR_NOMEM on ctx). */
+void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes);
+
+/* ---- shapes ---- */
+int64_t ndl_shape_numel(int ndim, const int64_t *shape);
+/* "[2,3,4]" into buf (always terminated); returns buf. */
+char *ndl_shape_format(int ndim, const int64_t *shape, char *buf, int buflen);
+int ndl_shape_equal(const ndl_tensor *a, const ndl_tensor *b);
+
+/* ---- tensors ---- */
+int64_t ndl_tensor_numel(const ndl_tensor *t);
+/* Row-major with no gaps and no broadcast dims. */
+int ndl_tensor_is_contiguous(const ndl_tensor *t);
+/* Pointer to element 0 of a contiguous tensor. */
+static inline float *ndl_tensor_ptr(const ndl_tensor *t) { return t->data + t->offset; }
+
+/* Initialize a caller-owned struct as a contiguous leaf view of data (no allocation). */
+void ndl_tensor_init_view(ndl_tensor *t, float *data, int ndim, const int64_t *shape);
+/* New uninitialized contiguous step tensor, or NULL with the status on ctx. */
+ndl_tensor *ndl_tensor_empty(ndl_ctx *ctx, int ndim, const int64_t *shape);
+ndl_tensor *ndl_tensor_zeros(ndl_ctx *ctx, int ndim, const int64_t *shape);
+ndl_tensor *ndl_tensor_full(ndl_ctx *ctx, int ndim, const int64_t *shape, float value);
+/* Step tensor holding a copy of numel values. */
+ndl_tensor *ndl_tensor_from(ndl_ctx *ctx, int ndim, const int64_t *shape, const float *values);
+/* Element at a multi-index (any strides). */
+float ndl_tensor_get(const ndl_tensor *t, const int64_t *index);
+/* Copy all elements in row-major order into out (numel floats). */
+void ndl_tensor_copy_out(const ndl_tensor *t, float *out);
+/* Mark a leaf as needing a gradient. */
+void ndl_tensor_set_requires_grad(ndl_tensor *t, int on);
+/* A leaf sharing t's storage, cut from the graph. */
+ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t);
+/* dst += src elementwise (same shape; src may be strided); no graph. */
+void ndl_tensor_accumulate(ndl_tensor *dst, const ndl_tensor *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
