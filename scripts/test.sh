@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# test.sh: install dependencies, build needle-c, and run the whole test suite under ctest, then the
+# same suite again in an AddressSanitizer + UndefinedBehaviorSanitizer build. GPU tests (label gpu)
+# run only when NDL_TEST_GPU=1. Usage: scripts/test.sh [--no-sanitize]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+jobs=$(nproc)
+labels=(-LE gpu)
+[ "${NDL_TEST_GPU:-0}" = 1 ] && labels=()
+run_suite() {  # build dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" "${labels[@]}")
+}
+run_suite build
+if [ "${1:-}" != "--no-sanitize" ]; then
+  ASAN_OPTIONS=detect_leaks=1 run_suite build-asan -DNDL_SANITIZE=ON
+fi
