@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "core/cpu/cpu_kernels.h"
+#include "core/op_impl.h"
 #include "core/ops.h"
 
 typedef struct node_list {
@@ -37,7 +39,7 @@ static ndl_status topo_order(ndl_ctx *ctx, ndl_tensor *out, node_list *order) {
   while (stack.count) {
     ndl_tensor *t = stack.items[stack.count - 1];
     ndl_tensor *next = NULL;
-    for (int i = 0; i < 2 && !next; i++)
+    for (int i = 0; i < NDL_MAX_SRC && !next; i++)
       if (wants_grad(t->src[i]) && t->src[i]->mark != mark) next = t->src[i];
     if (next) {
       next->mark = mark;
@@ -50,10 +52,20 @@ static ndl_status topo_order(ndl_ctx *ctx, ndl_tensor *out, node_list *order) {
   return NDL_OK;
 }
 
+float *ndl_grad_sink(ndl_ctx *ctx, ndl_tensor *t) {
+  if (!ctx->backward_to_leaves || t->op != NDL_OP_NONE || !t->requires_grad) return NULL;
+  if (!t->grad) t->grad = ndl_tensor_zeros(ctx, t->ndim, t->shape);
+  if (!t->grad || !ndl_tensor_is_contiguous(t->grad)) return NULL;
+  return ndl_tensor_ptr(t->grad);
+}
+
+/* Sum a contribution into t's adjoint, or straight into a leaf's gradient during backward. */
 static void add_adjoint(ndl_ctx *ctx, ndl_tensor *t, ndl_tensor *contrib) {
-  if (!contrib || !wants_grad(t)) return;
+  if (!contrib || !wants_grad(t) || ctx->status != NDL_OK) return;
   NDL_ASSERT(ndl_shape_equal(t, contrib));
-  t->adj = t->adj ? ndl_add(ctx, t->adj, contrib) : contrib;
+  float *sink = ndl_grad_sink(ctx, t);
+  if (sink) ndl_cpu_accumulate(sink, contrib);
+  else t->adj = t->adj ? ndl_add(ctx, t->adj, contrib) : contrib;
 }
 
 /* The keepdims shape of a reduction node's input, broadcast back to the input. */
@@ -145,10 +157,17 @@ static void backprop_node(ndl_ctx *ctx, ndl_tensor *node) {
       }
       break;
     }
+    case NDL_OP_LINEAR: case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: case NDL_OP_SOFTMAX_CE: {
+      ndl_tensor *gs[NDL_MAX_SRC] = {NULL, NULL, NULL};
+      ndl_fused_backward(ctx, node, gs);
+      ga = gs[0];
+      gb = gs[1];
+      add_adjoint(ctx, node->src[2], gs[2]);
+      break;
+    }
     default:
       NDL_ABORT("autograd: no gradient for op %s", ndl_op_name(node->op));
   }
-  if (ctx->status != NDL_OK) return;
   add_adjoint(ctx, a, ga);
   add_adjoint(ctx, b, gb);
 }
@@ -182,7 +201,9 @@ static void clear_adjoints(node_list *order) {
 
 ndl_status ndl_graph_backward(ndl_ctx *ctx, ndl_tensor *out, ndl_tensor *out_grad) {
   node_list order = {0};
+  ctx->backward_to_leaves = 1;
   ndl_status st = run_backward(ctx, out, out_grad, 0, &order);
+  ctx->backward_to_leaves = 0;
   for (int i = 0; i < order.count && st == NDL_OK; i++) {
     ndl_tensor *t = order.items[i];
     if (t->op != NDL_OP_NONE || !t->adj) continue;

@@ -13,6 +13,8 @@ typedef struct ndl_backend {
   const char *name;
   /* Compute node's output from node->src and node params; returns a status (set on ctx too). */
   ndl_status (*compute)(ndl_ctx *ctx, ndl_tensor *node);
+  /* Gradients of a fused node's inputs from node->adj (NULL where accumulated through a sink). */
+  void (*fused_backward)(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads);
 } ndl_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops). */

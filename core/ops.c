@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/op_impl.h"
 
 #define SHAPE_STR(t, buf) ndl_shape_format((t)->ndim, (t)->shape, buf, sizeof buf)
 
@@ -14,16 +15,16 @@ static int differentiable(ndl_op op) {
   return !(op == NDL_OP_EQ || op == NDL_OP_GT || op == NDL_OP_GE || op == NDL_OP_GT_SCALAR);
 }
 
-/* Record (or strip) the graph edge of a finished node. */
-static ndl_tensor *record(ndl_ctx *ctx, ndl_tensor *t, ndl_tensor *a, ndl_tensor *b) {
-  int needs = ctx->grad_enabled && differentiable(t->op) &&
-              ((a && a->requires_grad) || (b && b->requires_grad));
+ndl_tensor *ndl_op_record(ndl_ctx *ctx, ndl_tensor *t) {
+  int any = 0;
+  for (int i = 0; i < NDL_MAX_SRC; i++) any |= t->src[i] && t->src[i]->requires_grad;
+  int needs = ctx->grad_enabled && differentiable(t->op) && any;
   t->grad = t->adj = NULL;
   t->name = NULL;
   t->requires_grad = (uint8_t)needs;
   if (!needs) {
     t->op = NDL_OP_NONE;
-    t->src[0] = t->src[1] = NULL;
+    memset(t->src, 0, sizeof t->src);
   }
   return t;
 }
@@ -41,7 +42,7 @@ static ndl_tensor *compute_node(ndl_ctx *ctx, ndl_op op, int ndim, const int64_t
   t->naxes = naxes;
   if (iparams) memcpy(t->iparams, iparams, sizeof t->iparams);
   if (ndl_backend_cpu()->compute(ctx, t) != NDL_OK) return NULL;
-  return record(ctx, t, a, b);
+  return ndl_op_record(ctx, t);
 }
 
 /* A node sharing a's storage with the given geometry. */
@@ -227,7 +228,7 @@ ndl_tensor *ndl_reshape(ndl_ctx *ctx, ndl_tensor *a, int ndim, const int64_t *sh
     s *= shape[i];
   }
   ndl_tensor *t = view_node(ctx, NDL_OP_RESHAPE, a, ndim, shape, strides, a->offset);
-  return t ? record(ctx, t, a, NULL) : NULL;
+  return t ? ndl_op_record(ctx, t) : NULL;
 }
 
 ndl_tensor *ndl_broadcast_to(ndl_ctx *ctx, ndl_tensor *a, int ndim, const int64_t *shape) {
@@ -258,7 +259,7 @@ ndl_tensor *ndl_broadcast_to(ndl_ctx *ctx, ndl_tensor *a, int ndim, const int64_
     }
   }
   ndl_tensor *t = view_node(ctx, NDL_OP_BROADCAST, a, ndim, shape, strides, a->offset);
-  return t ? record(ctx, t, a, NULL) : NULL;
+  return t ? ndl_op_record(ctx, t) : NULL;
 }
 
 ndl_tensor *ndl_permute(ndl_ctx *ctx, ndl_tensor *a, const int *axes) {
@@ -279,7 +280,7 @@ ndl_tensor *ndl_permute(ndl_ctx *ctx, ndl_tensor *a, const int *axes) {
   ndl_tensor *t = view_node(ctx, NDL_OP_PERMUTE, a, a->ndim, shape, strides, a->offset);
   if (!t) return NULL;
   for (int d = 0; d < a->ndim; d++) t->iparams[d] = axes[d];
-  return record(ctx, t, a, NULL);
+  return ndl_op_record(ctx, t);
 }
 
 ndl_tensor *ndl_transpose(ndl_ctx *ctx, ndl_tensor *a, int axis0, int axis1) {
@@ -320,7 +321,7 @@ ndl_tensor *ndl_slice(ndl_ctx *ctx, ndl_tensor *a, const int64_t *start, const i
     t->iparams[d] = start[d];
     t->iparams[NDL_MAX_DIMS + d] = step ? step[d] : 1;
   }
-  return record(ctx, t, a, NULL);
+  return ndl_op_record(ctx, t);
 }
 
 ndl_tensor *ndl_unslice(ndl_ctx *ctx, ndl_tensor *g, const ndl_tensor *like_input,

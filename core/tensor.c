@@ -168,7 +168,8 @@ ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t) {
   if (!d) return NULL;
   *d = *t;
   d->op = NDL_OP_NONE;
-  d->src[0] = d->src[1] = NULL;
+  memset(d->src, 0, sizeof d->src);
+  d->aux = NULL;
   d->requires_grad = 0;
   d->grad = d->adj = NULL;
   return d;

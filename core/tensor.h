@@ -15,6 +15,7 @@ extern "C" {
 #endif
 
 #define NDL_MAX_DIMS 8
+#define NDL_MAX_SRC 3
 
 /* X(name, text): the op set; order is the enum order. */
 #define NDL_OP_TABLE(X)                                                               \
@@ -26,7 +27,8 @@ extern "C" {
   X(GT_SCALAR, "gt_scalar") X(SUM, "sum") X(MAX, "max") X(RESHAPE, "reshape")           \
   X(BROADCAST, "broadcast_to") X(PERMUTE, "permute") X(SLICE, "slice")                  \
   X(UNSLICE, "unslice") X(COMPACT, "compact") X(MATMUL, "matmul")                       \
-  X(LOGSUMEXP, "logsumexp")
+  X(LOGSUMEXP, "logsumexp") X(LINEAR, "linear") X(BATCHNORM, "batchnorm")               \
+  X(LAYERNORM, "layernorm") X(SOFTMAX_CE, "softmax_cross_entropy")
 
 typedef enum ndl_op {
 #define NDL_OP_ENUM(name, text) NDL_OP_##name,
@@ -47,10 +49,11 @@ struct ndl_tensor {
   int64_t strides[NDL_MAX_DIMS]; /* in elements; 0 on broadcast dims */
   /* autograd node */
   ndl_op op;              /* NDL_OP_NONE for a leaf */
-  ndl_tensor *src[2];     /* inputs (borrowed) */
+  ndl_tensor *src[NDL_MAX_SRC]; /* inputs (borrowed) */
   float scalar;           /* scalar operand of *_SCALAR ops */
   int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
   int naxes;
+  void *aux;              /* fused ops: saved forward state in the step arena */
   uint8_t requires_grad;
   ndl_tensor *grad;       /* leaves: accumulated gradient (a view into a flat buffer for parameters) */
   ndl_tensor *adj;        /* backward scratch; NULL outside ndl_graph_* */
@@ -63,6 +66,7 @@ typedef struct ndl_ctx {
   ndl_arena arena;
   int grad_enabled;
   uint32_t mark;
+  int backward_to_leaves; /* set while ndl_graph_backward runs: leaf grads take contributions directly */
   ndl_status status; /* first error since the last reset; ops on a failed context return NULL */
 } ndl_ctx;
 

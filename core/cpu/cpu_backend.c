@@ -6,9 +6,9 @@
 
 #include "core/backend.h"
 #include "core/cpu/cpu_kernels.h"
+#include "core/op_impl.h"
 
-/* Contiguous data of t: its own memory when possible, else a step-arena copy (NULL on OOM). */
-static const float *contiguous_data(ndl_ctx *ctx, const ndl_tensor *t) {
+const float *ndl_cpu_contiguous(ndl_ctx *ctx, const ndl_tensor *t) {
   if (ndl_tensor_is_contiguous(t)) return ndl_tensor_ptr(t);
   float *tmp = ndl_ctx_alloc(ctx, (size_t)ndl_tensor_numel(t) * sizeof(float));
   if (tmp) ndl_cpu_strided_copy(t, tmp);
@@ -32,7 +32,7 @@ static ndl_status compute_reduce(ndl_ctx *ctx, ndl_tensor *node) {
       view.strides[k++] = a->strides[d];
       inner *= a->shape[d];
     }
-  const float *in = contiguous_data(ctx, &view);
+  const float *in = ndl_cpu_contiguous(ctx, &view);
   if (!in) return ctx->status;
   ndl_cpu_reduce(node->op, in, ndl_tensor_ptr(node), ndl_tensor_numel(node), inner);
   return NDL_OK;
@@ -54,36 +54,45 @@ static const float *gemm_operand(ndl_ctx *ctx, const ndl_tensor *t, enum CBLAS_T
   }
   *trans = CblasNoTrans;
   *ld = (int)(c > 1 ? c : 1);
-  return contiguous_data(ctx, t);
+  return ndl_cpu_contiguous(ctx, t);
+}
+
+ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta) {
+  int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+  enum CBLAS_TRANSPOSE ta, tb;
+  int lda, ldb;
+  const float *pa = gemm_operand(ctx, a, &ta, &lda), *pb = gemm_operand(ctx, b, &tb, &ldb);
+  if (!pa || !pb) return ctx->status;
+  if (m == 0 || n == 0) return NDL_OK;
+  if (k == 0) {
+    for (int64_t i = 0; i < m * n; i++) c[i] *= beta;
+    return NDL_OK;
+  }
+  cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, pa, lda, pb, ldb, beta, c, (int)n);
+  return NDL_OK;
+}
+
+ndl_tensor ndl_view_transposed(const ndl_tensor *t) {
+  ndl_tensor v = *t;
+  v.shape[0] = t->shape[1];
+  v.shape[1] = t->shape[0];
+  v.strides[0] = t->strides[1];
+  v.strides[1] = t->strides[0];
+  return v;
 }
 
 static ndl_status compute_matmul(ndl_ctx *ctx, ndl_tensor *node) {
   const ndl_tensor *a = node->src[0], *b = node->src[1];
-  int64_t k = a->shape[a->ndim - 1], n = b->shape[1];
-  int64_t m = ndl_tensor_numel(a) / (k ? k : 1);
-  if (k == 0) m = ndl_tensor_numel(node) / (n ? n : 1);
-  const float *pa;
-  enum CBLAS_TRANSPOSE ta, tb;
-  int lda, ldb;
-  if (a->ndim == 2) {
-    pa = gemm_operand(ctx, a, &ta, &lda);
-  } else {
-    /* batch dims fold into rows when a is contiguous */
-    pa = contiguous_data(ctx, a);
-    ta = CblasNoTrans;
-    lda = (int)(k > 1 ? k : 1);
-  }
-  const float *pb = gemm_operand(ctx, b, &tb, &ldb);
-  if (!pa || !pb) return ctx->status;
-  float *c = ndl_tensor_ptr(node);
-  if (m == 0 || n == 0) return NDL_OK;
-  if (k == 0) {
-    memset(c, 0, (size_t)(m * n) * sizeof(float));
-    return NDL_OK;
-  }
-  cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, pa, lda, pb, ldb, 0.0f, c,
-              (int)n);
-  return NDL_OK;
+  if (a->ndim == 2) return ndl_cpu_gemm(ctx, a, b, ndl_tensor_ptr(node), 0.0f);
+  /* batch dims fold into rows once a is contiguous */
+  int64_t k = a->shape[a->ndim - 1], rows = 1;
+  for (int d = 0; d < a->ndim - 1; d++) rows *= a->shape[d];
+  int64_t rows2[2] = {rows, k};
+  const float *pa = ndl_cpu_contiguous(ctx, a);
+  if (!pa) return ctx->status;
+  ndl_tensor a2;
+  ndl_tensor_init_view(&a2, (float *)pa, 2, rows2);
+  return ndl_cpu_gemm(ctx, &a2, b, ndl_tensor_ptr(node), 0.0f);
 }
 
 static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
@@ -92,8 +101,8 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
   switch (node->op) {
     case NDL_OP_ADD: case NDL_OP_SUB: case NDL_OP_MUL: case NDL_OP_DIV: case NDL_OP_POW:
     case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: {
-      const float *a = contiguous_data(ctx, node->src[0]);
-      const float *b = contiguous_data(ctx, node->src[1]);
+      const float *a = ndl_cpu_contiguous(ctx, node->src[0]);
+      const float *b = ndl_cpu_contiguous(ctx, node->src[1]);
       if (!a || !b) return ctx->status;
       ndl_cpu_binary(node->op, a, b, out, n);
       return NDL_OK;
@@ -101,7 +110,7 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
     case NDL_OP_ADD_SCALAR: case NDL_OP_MUL_SCALAR: case NDL_OP_DIV_SCALAR:
     case NDL_OP_RDIV_SCALAR: case NDL_OP_POW_SCALAR: case NDL_OP_GT_SCALAR: case NDL_OP_NEG:
     case NDL_OP_LOG: case NDL_OP_EXP: case NDL_OP_RELU: case NDL_OP_TANH: {
-      const float *a = contiguous_data(ctx, node->src[0]);
+      const float *a = ndl_cpu_contiguous(ctx, node->src[0]);
       if (!a) return ctx->status;
       ndl_cpu_unary(node->op, a, node->scalar, out, n);
       return NDL_OK;
@@ -120,18 +129,20 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
         view.strides[d] = node->strides[d] * node->iparams[NDL_MAX_DIMS + d];
         view.shape[d] = node->src[0]->shape[d];
       }
-      const float *g = contiguous_data(ctx, node->src[0]);
+      const float *g = ndl_cpu_contiguous(ctx, node->src[0]);
       if (!g) return ctx->status;
       ndl_cpu_strided_store(g, &view);
       return NDL_OK;
     }
     case NDL_OP_MATMUL:
       return compute_matmul(ctx, node);
+    case NDL_OP_LINEAR: case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: case NDL_OP_SOFTMAX_CE:
+      return ndl_cpu_fused_forward(ctx, node);
     default:
       NDL_ABORT("cpu backend: op %s has no compute (views are built in ops.c)", ndl_op_name(node->op));
   }
 }
 
-static const ndl_backend cpu_backend = {"cpu", cpu_compute};
+static const ndl_backend cpu_backend = {"cpu", cpu_compute, ndl_cpu_fused_backward};
 
 const ndl_backend *ndl_backend_cpu(void) { return &cpu_backend; }

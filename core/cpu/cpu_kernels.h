@@ -11,6 +11,8 @@
 extern "C" {
 #endif
 
+/* Contiguous data of t: its own memory when possible, else a step-arena copy (NULL on OOM). */
+const float *ndl_cpu_contiguous(ndl_ctx *ctx, const ndl_tensor *t);
 /* Copy any strided view into out in row-major order. */
 void ndl_cpu_strided_copy(const ndl_tensor *src, float *out);
 /* Write contiguous src (row-major) into the strided view dst. */
@@ -23,6 +25,10 @@ void ndl_cpu_binary(ndl_op op, const float *a, const float *b, float *out, int64
 void ndl_cpu_unary(ndl_op op, const float *a, float s, float *out, int64_t n);
 /* out[i] = reduce(in[i*inner .. (i+1)*inner)) for SUM, MAX, LOGSUMEXP. */
 void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64_t inner);
+
+/* Fused ops (nn_kernels.c): forward of LINEAR, BATCHNORM, LAYERNORM, SOFTMAX_CE and their backward. */
+ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node);
+void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads);
 
 #ifdef __cplusplus
 }

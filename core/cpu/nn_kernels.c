@@ -1,0 +1,224 @@
+/* nn_kernels.c: CPU kernels of the fused ops: Linear (bias rows then sgemm with beta 1; backward as
+ * two sgemms and a column sum, accumulating into parameter gradients in place), BatchNorm and
+ * LayerNorm (two-pass mean/variance in double, analytic backward), softmax cross-entropy. */
+#include <math.h>
+#include <string.h>
+
+#include "core/cpu/cpu_kernels.h"
+#include "core/nn_ops.h"
+#include "core/op_impl.h"
+
+static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node) {
+  const ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
+  float *y = ndl_tensor_ptr(node);
+  int64_t n = node->shape[0], out = node->shape[1];
+  float beta = 0.0f;
+  if (b) {
+    const float *bp = ndl_cpu_contiguous(ctx, b);
+    if (!bp) return ctx->status;
+    for (int64_t i = 0; i < n; i++) memcpy(y + i * out, bp, (size_t)out * sizeof(float));
+    beta = 1.0f;
+  }
+  return ndl_cpu_gemm(ctx, x, w, y, beta);
+}
+
+/* Column sums (double accumulation) of a contiguous [rows, cols] array into acc[cols]. */
+static void column_sums(const float *a, int64_t rows, int64_t cols, double *acc) {
+  memset(acc, 0, (size_t)cols * sizeof(double));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) acc[j] += a[i * cols + j];
+}
+
+static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, float *buf, int64_t n) {
+  if (!s->allreduce) return NDL_OK;
+  ndl_status st = s->allreduce(s->handle, buf, n);
+  if (st != NDL_OK) return ndl_ctx_fail(ctx, st, "batchnorm: all-reduce failed: %s", ndl_last_error());
+  return NDL_OK;
+}
+
+static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
+  ndl_norm_state *s = node->aux;
+  int64_t n = node->shape[0], d = node->shape[1];
+  const float *x = ndl_cpu_contiguous(ctx, node->src[0]);
+  const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
+  double *acc = ndl_ctx_alloc(ctx, (size_t)d * sizeof(double));
+  if (!x || !w || !b || !acc) return ctx->status;
+  column_sums(x, n, d, acc);
+  for (int64_t j = 0; j < d; j++) s->mean[j] = (float)acc[j];
+  if (allreduce(ctx, s, s->mean, d) != NDL_OK) return ctx->status;
+  for (int64_t j = 0; j < d; j++) s->mean[j] = (float)((double)s->mean[j] / (double)s->count);
+  memset(acc, 0, (size_t)d * sizeof(double));
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      double c = (double)x[i * d + j] - s->mean[j];
+      acc[j] += c * c;
+    }
+  for (int64_t j = 0; j < d; j++) s->var[j] = (float)acc[j];
+  if (allreduce(ctx, s, s->var, d) != NDL_OK) return ctx->status;
+  for (int64_t j = 0; j < d; j++) {
+    s->var[j] = (float)((double)s->var[j] / (double)s->count);
+    s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
+  }
+  float *y = ndl_tensor_ptr(node);
+  for (int64_t i = 0; i < n; i++) {
+    const float *xr = x + i * d;
+    float *hr = s->xhat + i * d, *yr = y + i * d;
+    for (int64_t j = 0; j < d; j++) {
+      hr[j] = (xr[j] - s->mean[j]) * s->invstd[j];
+      yr[j] = hr[j] * w[j] + b[j];
+    }
+  }
+  return NDL_OK;
+}
+
+static ndl_status layernorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
+  ndl_norm_state *s = node->aux;
+  int64_t n = node->shape[0], d = node->shape[1];
+  const float *x = ndl_cpu_contiguous(ctx, node->src[0]);
+  const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
+  if (!x || !w || !b) return ctx->status;
+  float *y = ndl_tensor_ptr(node);
+  for (int64_t i = 0; i < n; i++) {
+    const float *xr = x + i * d;
+    double sum = 0.0, sq = 0.0;
+    for (int64_t j = 0; j < d; j++) sum += xr[j];
+    double mean = sum / (double)d;
+    for (int64_t j = 0; j < d; j++) sq += ((double)xr[j] - mean) * ((double)xr[j] - mean);
+    s->mean[i] = (float)mean;
+    s->var[i] = (float)(sq / (double)d);
+    s->invstd[i] = (float)(1.0 / sqrt((double)s->var[i] + (double)s->eps));
+    float *hr = s->xhat + i * d, *yr = y + i * d;
+    for (int64_t j = 0; j < d; j++) {
+      hr[j] = (xr[j] - s->mean[i]) * s->invstd[i];
+      yr[j] = hr[j] * w[j] + b[j];
+    }
+  }
+  return NDL_OK;
+}
+
+static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
+  ndl_ce_state *s = node->aux;
+  int64_t n = node->src[0]->shape[0], c = node->src[0]->shape[1];
+  const float *z = ndl_cpu_contiguous(ctx, node->src[0]);
+  if (!z) return ctx->status;
+  double total = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *zr = z + i * c;
+    float *pr = s->probs + i * c;
+    float m = zr[0];
+    for (int64_t j = 1; j < c; j++) m = zr[j] > m ? zr[j] : m;
+    double sum = 0.0;
+    for (int64_t j = 0; j < c; j++) {
+      pr[j] = expf(zr[j] - m);
+      sum += pr[j];
+    }
+    double lse = log(sum) + (double)m;
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < c; j++) pr[j] *= inv;
+    total += lse - (double)zr[s->labels[i]];
+  }
+  ndl_tensor_ptr(node)[0] = (float)(total / s->denom);
+  return NDL_OK;
+}
+
+ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node) {
+  switch (node->op) {
+    case NDL_OP_LINEAR: return linear_forward(ctx, node);
+    case NDL_OP_BATCHNORM: return batchnorm_forward(ctx, node);
+    case NDL_OP_LAYERNORM: return layernorm_forward(ctx, node);
+    case NDL_OP_SOFTMAX_CE: return softmax_ce_forward(ctx, node);
+    default: NDL_ABORT("fused forward: op %s is not fused", ndl_op_name(node->op));
+  }
+}
+
+/* Where the gradient of src goes: its sink during backward, else a fresh zeroed tensor in grads[i]. */
+static float *grad_target(ndl_ctx *ctx, ndl_tensor *src, ndl_tensor **grads, int i) {
+  if (!src || !src->requires_grad) return NULL;
+  float *sink = ndl_grad_sink(ctx, src);
+  if (sink) return sink;
+  grads[i] = ndl_tensor_zeros(ctx, src->ndim, src->shape);
+  return grads[i] ? ndl_tensor_ptr(grads[i]) : NULL;
+}
+
+static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_tensor **grads) {
+  ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2], gt;
+  int64_t n = node->shape[0], out = node->shape[1];
+  ndl_tensor_init_view(&gt, (float *)g, 2, node->shape);
+  float *dx = grad_target(ctx, x, grads, 0);
+  if (dx) {
+    ndl_tensor wt = ndl_view_transposed(w);
+    ndl_cpu_gemm(ctx, &gt, &wt, dx, 1.0f);
+  }
+  float *dw = grad_target(ctx, w, grads, 1);
+  if (dw) {
+    ndl_tensor xt = ndl_view_transposed(x);
+    ndl_cpu_gemm(ctx, &xt, &gt, dw, 1.0f);
+  }
+  float *db = grad_target(ctx, b, grads, 2);
+  if (db)
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < out; j++) db[j] += g[i * out + j];
+}
+
+/* Shared by both norms: dw, db as column sums; dx from the row (layernorm) or column (batchnorm)
+ * sums s1 = sum dxhat and s2 = sum dxhat*xhat. */
+static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_tensor **grads) {
+  ndl_norm_state *s = node->aux;
+  int batch = node->op == NDL_OP_BATCHNORM;
+  int64_t n = node->shape[0], d = node->shape[1], ns = batch ? d : n;
+  const float *w = ndl_cpu_contiguous(ctx, node->src[1]);
+  float *dw = grad_target(ctx, node->src[1], grads, 1), *db = grad_target(ctx, node->src[2], grads, 2);
+  if (!w || ctx->status != NDL_OK) return;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      if (dw) dw[j] += g[i * d + j] * s->xhat[i * d + j];
+      if (db) db[j] += g[i * d + j];
+    }
+  if (!node->src[0]->requires_grad) return;
+  double *a1 = ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(double));
+  float *sums = ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(float));
+  if (!a1 || !sums) return;
+  memset(a1, 0, (size_t)(2 * ns) * sizeof(double));
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      double dh = (double)g[i * d + j] * w[j];
+      int64_t k = batch ? j : i;
+      a1[k] += dh;
+      a1[ns + k] += dh * s->xhat[i * d + j];
+    }
+  for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)a1[k];
+  if (batch && allreduce(ctx, s, sums, 2 * ns) != NDL_OK) return;
+  float *dx = grad_target(ctx, node->src[0], grads, 0);
+  if (!dx) return;
+  float inv_count = (float)(1.0 / (double)s->count);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      int64_t k = batch ? j : i;
+      float dh = g[i * d + j] * w[j], inv = s->invstd[k];
+      dx[i * d + j] += inv * (dh - sums[k] * inv_count - s->xhat[i * d + j] * sums[ns + k] * inv_count);
+    }
+}
+
+static void softmax_ce_backward(ndl_ctx *ctx, ndl_tensor *node, float g, ndl_tensor **grads) {
+  ndl_ce_state *s = node->aux;
+  ndl_tensor *z = node->src[0];
+  int64_t n = z->shape[0], c = z->shape[1];
+  float *dz = grad_target(ctx, z, grads, 0);
+  if (!dz) return;
+  float scale = (float)((double)g / s->denom);
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < c; j++) dz[i * c + j] += scale * s->probs[i * c + j];
+    dz[i * c + s->labels[i]] -= scale;
+  }
+}
+
+void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads) {
+  const float *g = ndl_cpu_contiguous(ctx, node->adj);
+  if (!g) return;
+  switch (node->op) {
+    case NDL_OP_LINEAR: linear_backward(ctx, node, g, grads); break;
+    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: norm_backward(ctx, node, g, grads); break;
+    case NDL_OP_SOFTMAX_CE: softmax_ce_backward(ctx, node, g[0], grads); break;
+    default: NDL_ABORT("fused backward: op %s is not fused", ndl_op_name(node->op));
+  }
+}

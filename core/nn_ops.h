@@ -1,0 +1,54 @@
+/* nn_ops.h: fused ops for the hot layers of the models: Linear with bias, BatchNorm (train mode,
+ * optionally synchronized across ranks through an all-reduce callback), LayerNorm and softmax
+ * cross-entropy. Each computes its forward in one pass, saves what its analytic backward needs,
+ * and accumulates parameter gradients straight into their flat buffers during ndl_graph_backward.
+ * They are once-differentiable: ndl_graph_grad with create_graph rejects them (use composed ops). */
+#ifndef NDL_NN_OPS_H
+#define NDL_NN_OPS_H
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sum-all-reduce n floats in place across ranks; returns a status. */
+typedef ndl_status (*ndl_allreduce_fn)(void *handle, float *buf, int64_t n);
+
+/* x[N,in] . w[in,out] + b[1,out] (b may be NULL). */
+ndl_tensor *ndl_linear(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b);
+
+/* Training-mode batch norm of x[N,D] with weight/bias [D]: batch mean and biased variance over
+ * global_rows rows (the local N when allreduce is NULL; else the sums are all-reduced). The batch
+ * mean and variance are written to mean_out/var_out (D floats each, may be NULL). */
+ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps,
+                                int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,
+                                float *mean_out, float *var_out);
+
+/* Per-row layer norm of x[N,D] with weight/bias [D]. */
+ndl_tensor *ndl_layernorm(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps);
+
+/* sum_i (logsumexp(z_i) - z_i[labels_i]) / denom over rows of logits[N,C]; a 0-d tensor. */
+ndl_tensor *ndl_softmax_cross_entropy(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
+                                      double denom);
+
+/* Saved state of the fused ops (node->aux). */
+typedef struct ndl_norm_state {
+  float eps;
+  int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
+  ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
+  void *handle;
+  float *xhat, *invstd, *mean, *var;
+  ndl_status status;          /* failure of an all-reduce during compute */
+} ndl_norm_state;
+
+typedef struct ndl_ce_state {
+  int32_t *labels;
+  double denom;
+  float *probs;
+} ndl_ce_state;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

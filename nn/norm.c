@@ -1,0 +1,141 @@
+/* norm.c: BatchNorm1d (batch statistics in training with running-statistic updates, running
+ * statistics in eval; synchronized across ranks when the env has an all-reduce) and LayerNorm1d.
+ * Both have a fused path (default) and the composed needle formulation (env->fused = 0). */
+#include <math.h>
+#include <string.h>
+
+#include "core/ops.h"
+#include "nn/module_impl.h"
+
+typedef struct {
+  ndl_module base;
+  int64_t dim;
+  float eps, momentum;
+  ndl_tensor *weight, *bias;               /* [dim] parameters */
+  ndl_tensor *running_mean, *running_var;  /* [dim] buffers */
+  ndl_tensor *num_batches;                 /* [1] buffer, saved as PyTorch's I64 num_batches_tracked */
+} norm_module;
+
+/* w[dim] viewed as [1,dim] and broadcast to x's shape. */
+static ndl_tensor *rowvec(ndl_ctx *ctx, ndl_tensor *v, const ndl_tensor *x) {
+  int64_t s[2] = {1, x->shape[1]};
+  return ndl_broadcast_to(ctx, ndl_reshape(ctx, v, 2, s), 2, x->shape);
+}
+
+/* Composed normalization over `axis` (0: batch, 1: layer): returns (x - mean) / sqrt(var + eps) and
+ * the mean/var nodes of the statistics. */
+static ndl_tensor *composed_normalize(ndl_ctx *ctx, ndl_tensor *x, int axis, float eps,
+                                      ndl_tensor **mean_out, ndl_tensor **var_out) {
+  int64_t n = x->shape[axis];
+  int64_t keep[2] = {axis == 0 ? 1 : x->shape[0], axis == 0 ? x->shape[1] : 1};
+  ndl_tensor *mean = ndl_div_scalar(ctx, ndl_sum(ctx, x, &axis, 1), (float)n);
+  ndl_tensor *xm = ndl_sub(ctx, x, ndl_broadcast_to(ctx, ndl_reshape(ctx, mean, 2, keep), 2, x->shape));
+  ndl_tensor *var = ndl_div_scalar(ctx, ndl_sum(ctx, ndl_pow_scalar(ctx, xm, 2.0f), &axis, 1), (float)n);
+  ndl_tensor *std = ndl_pow_scalar(ctx, ndl_add_scalar(ctx, var, eps), 0.5f);
+  *mean_out = mean;
+  *var_out = var;
+  return ndl_div(ctx, xm, ndl_broadcast_to(ctx, ndl_reshape(ctx, std, 2, keep), 2, x->shape));
+}
+
+static void update_running(norm_module *b, const float *mean, const float *var) {
+  float keep = (float)(1.0 - (double)b->momentum), m = b->momentum;
+  float *rm = ndl_tensor_ptr(b->running_mean), *rv = ndl_tensor_ptr(b->running_var);
+  for (int64_t j = 0; j < b->dim; j++) {
+    rm[j] = keep * rm[j] + m * mean[j];
+    rv[j] = keep * rv[j] + m * var[j];
+  }
+  ndl_tensor_ptr(b->num_batches)[0] += 1.0f;
+}
+
+static int check_dims(ndl_ctx *ctx, const char *kind, const norm_module *b, const ndl_tensor *x) {
+  if (x->ndim == 2 && x->shape[1] == b->dim) return 1;
+  char sx[128];
+  ndl_ctx_fail(ctx, NDL_ERR_SHAPE, "%s(%lld): input %s: expected [N,%lld]", kind, (long long)b->dim,
+               ndl_shape_format(x->ndim, x->shape, sx, sizeof sx), (long long)b->dim);
+  return 0;
+}
+
+static ndl_tensor *batchnorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
+  norm_module *b = (norm_module *)m;
+  if (!check_dims(ctx, "BatchNorm1d", b, x)) return NULL;
+  if (!m->training) {
+    ndl_tensor *den = ndl_pow_scalar(ctx, ndl_add_scalar(ctx, b->running_var, b->eps), 0.5f);
+    ndl_tensor *xh = ndl_div(ctx, ndl_sub(ctx, x, rowvec(ctx, b->running_mean, x)), rowvec(ctx, den, x));
+    return ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
+  }
+  ndl_nn_env *env = m->env;
+  if (env->fused || env->allreduce) {
+    float *mean = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
+    float *var = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
+    if (!mean || !var) return NULL;
+    ndl_tensor *y = ndl_batchnorm_train(ctx, x, b->weight, b->bias, b->eps, env->global_rows,
+                                        env->allreduce, env->allreduce_handle, mean, var);
+    if (y) update_running(b, mean, var);
+    return y;
+  }
+  ndl_tensor *mean, *var;
+  ndl_tensor *xh = composed_normalize(ctx, x, 0, b->eps, &mean, &var);
+  ndl_tensor *y = ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
+  if (y) update_running(b, ndl_tensor_ptr(mean), ndl_tensor_ptr(var));
+  return y;
+}
+
+static ndl_tensor *layernorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
+  norm_module *b = (norm_module *)m;
+  if (!check_dims(ctx, "LayerNorm1d", b, x)) return NULL;
+  if (m->env->fused) return ndl_layernorm(ctx, x, b->weight, b->bias, b->eps);
+  ndl_tensor *mean, *var;
+  ndl_tensor *xh = composed_normalize(ctx, x, 1, b->eps, &mean, &var);
+  return ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
+}
+
+static const ndl_module_vtable batchnorm_vt = {"BatchNorm1d", batchnorm_forward};
+static const ndl_module_vtable layernorm_vt = {"LayerNorm1d", layernorm_forward};
+
+static norm_module *norm_new(ndl_nn_env *env, const ndl_module_vtable *vt, const char *name,
+                             int64_t dim, float eps) {
+  norm_module *b = (norm_module *)ndl_module_alloc(env, vt, sizeof *b, 0, NULL);
+  if (!b) return NULL;
+  b->dim = dim;
+  b->eps = eps;
+  b->weight = ndl_module_add_param(&b->base, &env->params, name, "weight", 1, &dim);
+  b->bias = ndl_module_add_param(&b->base, &env->params, name, "bias", 1, &dim);
+  if (!b->weight || !b->bias) {
+    ndl_module_free(&b->base);
+    return NULL;
+  }
+  float *w = ndl_tensor_ptr(b->weight);
+  for (int64_t j = 0; j < dim; j++) w[j] = 1.0f;
+  return b;
+}
+
+ndl_module *ndl_nn_batchnorm1d(ndl_nn_env *env, const char *name, int64_t dim, float eps,
+                               float momentum) {
+  norm_module *b = norm_new(env, &batchnorm_vt, name, dim, eps);
+  if (!b) return NULL;
+  int64_t one = 1;
+  b->momentum = momentum;
+  b->running_mean = ndl_module_add_param(&b->base, &env->buffers, name, "running_mean", 1, &dim);
+  b->running_var = ndl_module_add_param(&b->base, &env->buffers, name, "running_var", 1, &dim);
+  b->num_batches = ndl_module_add_param(&b->base, &env->buffers, name, "num_batches_tracked", 1, &one);
+  if (!b->running_mean || !b->running_var || !b->num_batches) {
+    ndl_module_free(&b->base);
+    return NULL;
+  }
+  float *rv = ndl_tensor_ptr(b->running_var);
+  for (int64_t j = 0; j < dim; j++) rv[j] = 1.0f;
+  return &b->base;
+}
+
+ndl_module *ndl_nn_layernorm1d(ndl_nn_env *env, const char *name, int64_t dim, float eps) {
+  norm_module *b = norm_new(env, &layernorm_vt, name, dim, eps);
+  return b ? &b->base : NULL;
+}
+
+ndl_tensor *ndl_nn_batchnorm_running_mean(ndl_module *bn) {
+  return bn->vt == &batchnorm_vt ? ((norm_module *)bn)->running_mean : NULL;
+}
+
+ndl_tensor *ndl_nn_batchnorm_running_var(ndl_module *bn) {
+  return bn->vt == &batchnorm_vt ? ((norm_module *)bn)->running_var : NULL;
+}
