@@ -124,7 +124,8 @@ static ndl_optim *optim_alloc(size_t size, const ndl_optim_vtable *vt, ndl_param
   if (!o || (numel && !state)) {
     ndl_free(o);
     ndl_free(state);
-    ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %lld state floats", vt->name, (long long)numel);
+    ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %lld state floats", vt->name,
+               (long long)numel);
     return NULL;
   }
   o->vt = vt;

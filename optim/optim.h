@@ -83,7 +83,8 @@ float *ndl_optim_state(ndl_optim *o, int64_t *numel);
 /* Steps taken so far (checkpoint this with the state). */
 int64_t ndl_optim_step_count(const ndl_optim *o);
 /* Restore a checkpoint: copy numel floats into the state and set the step counter.
- * NDL_ERR_MISMATCH (state untouched) when numel differs from the state size; NDL_ERR_ARG if t < 0. */
+ * NDL_ERR_MISMATCH (state untouched) when numel differs from the state size;
+ * NDL_ERR_ARG if t < 0. */
 ndl_status ndl_optim_load_state(ndl_optim *o, const float *state, int64_t numel, int64_t t);
 
 #ifdef __cplusplus
