@@ -320,6 +320,53 @@ TEST_F(Tensor, BufferStoreHasNoGradients) {
   EXPECT_EQ(ndl_alloc_live_count(), live);
 }
 
+// Live bytes of ndl_malloc right now: the smallest limit under which ndl_malloc(1) (1 + NDL_ALIGN
+// bytes with its header) still succeeds, found by bisection.
+long long live_bytes_now() {
+  size_t lo = 1, hi = (size_t)1 << 40;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    ndl_alloc_set_limit(mid);
+    void *p = ndl_malloc(1);
+    ndl_alloc_set_limit(0);
+    if (p) hi = mid;
+    else lo = mid + 1;
+    ndl_free(p);
+  }
+  return (long long)lo - (1 + NDL_ALIGN);
+}
+
+TEST_F(Tensor, ParamsAddOutOfMemoryKeepsViewsValid) {
+  int64_t live = ndl_alloc_live_count();
+  ndl_params p;
+  ndl_params_init(&p, 1);
+  int64_t s1[1] = {600}, s2[1] = {700};
+  ndl_tensor *a = ndl_params_add(&p, "a", 1, s1);
+  ASSERT_NE(a, nullptr);
+  for (int64_t i = 0; i < 600; i++) p.data[i] = (float)i;
+  // room for the grown data buffer (2048 floats) but not, afterwards, for the grown grad buffer
+  long long now = live_bytes_now();
+  ndl_alloc_set_limit((size_t)(now + 2048 * 4 + NDL_ALIGN));
+  ndl_tensor *b = ndl_params_add(&p, "b", 1, s2);
+  ndl_alloc_set_limit(0);
+  EXPECT_EQ(b, nullptr);
+  EXPECT_NE(std::string(ndl_last_error()).find("out of memory registering parameter b"), std::string::npos)
+      << ndl_last_error();
+  EXPECT_EQ(p.count, 1);
+  EXPECT_EQ(p.numel, 600);
+  // the store is still consistent: views point at the live buffers, values survived
+  EXPECT_EQ(a->data, p.data);
+  EXPECT_EQ(a->grad->data, p.grad);
+  int64_t last = 599;
+  EXPECT_EQ(ndl_tensor_get(a, &last), 599.f);
+  b = ndl_params_add(&p, "b", 1, s2);  // and usable once memory is back
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(a->data, p.data);
+  EXPECT_EQ(ndl_tensor_get(a, &last), 599.f);
+  ndl_params_free(&p);
+  EXPECT_EQ(ndl_alloc_live_count(), live);
+}
+
 // ---- arena ----
 
 TEST_F(Tensor, ArenaAlignsTo64AndReusesMemoryAfterReset) {
