@@ -13,19 +13,18 @@ static int grow(ndl_params *p, int64_t need) {
   if (need > p->capacity) {
     int64_t cap = p->capacity ? p->capacity : 1024;
     while (cap < need) cap *= 2;
+    /* re-point the views after each move: a failed second realloc must not leave them dangling */
     float *data = ndl_realloc(p->data, (size_t)p->numel * 4, (size_t)cap * 4);
     if (!data) return 0;
     p->data = data;
+    for (int i = 0; i < p->count; i++) p->tensors[i]->data = p->data;
     if (p->trainable) {
       float *grad = ndl_realloc(p->grad, (size_t)p->numel * 4, (size_t)cap * 4);
       if (!grad) return 0;
       p->grad = grad;
+      for (int i = 0; i < p->count; i++) p->tensors[i]->grad->data = p->grad;
     }
     p->capacity = cap;
-    for (int i = 0; i < p->count; i++) {
-      p->tensors[i]->data = p->data;
-      if (p->trainable) p->tensors[i]->grad->data = p->grad;
-    }
   }
   if (p->count == p->cap) {
     int cap = p->cap ? 2 * p->cap : 16;
