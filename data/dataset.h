@@ -1,0 +1,37 @@
+/* dataset.h: an in-memory labelled image set (n samples of rows x cols x channels floats, int32
+ * labels) and the MNIST loader that fills one from a directory of IDX files. */
+#ifndef NDL_DATA_DATASET_H
+#define NDL_DATA_DATASET_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ndl_dataset {
+  int64_t n;          /* samples */
+  int32_t rows, cols; /* image height, width */
+  int32_t channels;   /* 1 for MNIST */
+  int32_t num_classes;
+  float *images;      /* n * rows * cols * channels, HWC per sample; owned by the loader function */
+  int32_t *labels;    /* n values in [0, num_classes) */
+} ndl_dataset;
+
+/* Load <dir>/<split>-images-idx3-ubyte and <split>-labels-idx1-ubyte (each raw, or with a .gz suffix
+ * when only that exists; the content decides how it is decoded). split is "train" or "t10k".
+ * Checks image count == label count and every label < num_classes. On failure *out is zeroed. */
+ndl_status ndl_mnist_load(const char *dir, const char *split, int32_t num_classes, ndl_dataset *out);
+
+/* Release images and labels and zero the struct; NULL or a zeroed struct is a no-op. */
+void ndl_dataset_free(ndl_dataset *d);
+
+/* Size of one sample in floats (rows * cols * channels). */
+int64_t ndl_dataset_sample_dim(const ndl_dataset *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
