@@ -7,6 +7,7 @@
 #include "core/backend.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/op_impl.h"
+#include "core/threadpool.h"
 
 const float *ndl_cpu_contiguous(ndl_ctx *ctx, const ndl_tensor *t) {
   if (ndl_tensor_is_contiguous(t)) return ndl_tensor_ptr(t);
@@ -57,6 +58,31 @@ static const float *gemm_operand(ndl_ctx *ctx, const ndl_tensor *t, enum CBLAS_T
   return ndl_cpu_contiguous(ctx, t);
 }
 
+/* Smallest GEMM worth splitting across threads. */
+#define NDL_GEMM_SPLIT_FLOPS 200000.0
+
+typedef struct gemm_job {
+  enum CBLAS_TRANSPOSE ta, tb;
+  int64_t m, n, k;
+  const float *a;
+  int lda;
+  const float *b;
+  int ldb;
+  float beta;
+  float *c;
+  int parts;
+} gemm_job;
+
+/* Rows [part*m/parts, (part+1)*m/parts) of C, one single-threaded sgemm. */
+static void gemm_part(void *arg, int64_t part) {
+  const gemm_job *j = arg;
+  int64_t r0 = j->m * part / j->parts, r1 = j->m * (part + 1) / j->parts;
+  if (r1 <= r0) return;
+  const float *a = j->ta == CblasNoTrans ? j->a + r0 * j->lda : j->a + r0;
+  cblas_sgemm(CblasRowMajor, j->ta, j->tb, (int)(r1 - r0), (int)j->n, (int)j->k, 1.0f, a, j->lda, j->b,
+              j->ldb, j->beta, j->c + r0 * j->n, (int)j->n);
+}
+
 ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta) {
   int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
   enum CBLAS_TRANSPOSE ta, tb;
@@ -68,7 +94,14 @@ ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, 
     for (int64_t i = 0; i < m * n; i++) c[i] *= beta;
     return NDL_OK;
   }
-  cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, pa, lda, pb, ldb, beta, c, (int)n);
+  gemm_job job = {ta, tb, m, n, k, pa, lda, pb, ldb, beta, c, 1};
+  int threads = ndl_threadpool_threads();
+  if (threads > 1 && m >= 16 && 2.0 * (double)m * n * k >= NDL_GEMM_SPLIT_FLOPS) {
+    job.parts = threads;
+    ndl_parallel_for(threads, gemm_part, &job);
+  } else {
+    gemm_part(&job, 0);
+  }
   return NDL_OK;
 }
 

@@ -1,0 +1,92 @@
+/* threadpool.c: workers wait for a job generation (spinning briefly, then sleeping on a condition
+ * variable), take task indices from an atomic counter, and report completion through another.
+ * Leaves out: nested parallelism (a task must not call ndl_parallel_for). */
+#include "core/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/status.h"
+
+#define MAX_THREADS 64
+#define SPIN_ROUNDS 20000
+
+static struct {
+  int nthreads;
+  pthread_t workers[MAX_THREADS];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  atomic_int generation;
+  atomic_int finished;  /* workers done with the current generation */
+  atomic_llong next;    /* next task index */
+  int64_t ntasks;
+  void (*fn)(void *, int64_t);
+  void *arg;
+  atomic_int stop;
+} pool = {.nthreads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void run_tasks(void) {
+  int64_t i;
+  while ((i = atomic_fetch_add(&pool.next, 1)) < pool.ntasks) pool.fn(pool.arg, i);
+}
+
+static void *worker_main(void *unused) {
+  (void)unused;
+  int seen = atomic_load(&pool.generation);
+  for (;;) {
+    int spins = 0;
+    while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
+      if (++spins < SPIN_ROUNDS) continue;
+      pthread_mutex_lock(&pool.mu);
+      while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.cv, &pool.mu);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    if (atomic_load(&pool.stop)) return NULL;
+    seen = atomic_load(&pool.generation);
+    run_tasks();
+    atomic_fetch_add(&pool.finished, 1);
+  }
+}
+
+static void stop_workers(void) {
+  pthread_mutex_lock(&pool.mu);
+  atomic_store(&pool.stop, 1);
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  for (int i = 1; i < pool.nthreads; i++) pthread_join(pool.workers[i], NULL);
+  atomic_store(&pool.stop, 0);
+  pool.nthreads = 1;
+}
+
+void ndl_threadpool_set_threads(int n) {
+  if (n < 1) n = 1;
+  if (n > MAX_THREADS) n = MAX_THREADS;
+  if (n == pool.nthreads) return;
+  stop_workers();
+  for (int i = 1; i < n; i++) {
+    if (pthread_create(&pool.workers[i], NULL, worker_main, NULL) != 0) break;
+    pool.nthreads = i + 1;
+  }
+}
+
+int ndl_threadpool_threads(void) { return pool.nthreads; }
+
+void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void *arg) {
+  if (pool.nthreads == 1 || ntasks <= 1) {
+    for (int64_t i = 0; i < ntasks; i++) fn(arg, i);
+    return;
+  }
+  pool.fn = fn;
+  pool.arg = arg;
+  pool.ntasks = ntasks;
+  atomic_store(&pool.next, 0);
+  atomic_store(&pool.finished, 0);
+  pthread_mutex_lock(&pool.mu);
+  atomic_fetch_add(&pool.generation, 1);
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  run_tasks();
+  while (atomic_load(&pool.finished) < pool.nthreads - 1) {
+  }
+}
