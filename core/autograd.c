@@ -109,7 +109,10 @@ static void backprop_node(ndl_ctx *ctx, ndl_tensor *node) {
     case NDL_OP_NEG: ga = ndl_neg(ctx, g); break;
     case NDL_OP_LOG: ga = ndl_div(ctx, g, a); break;
     case NDL_OP_EXP: ga = ndl_mul(ctx, g, node); break;
-    case NDL_OP_RELU: ga = ndl_mul(ctx, g, ndl_gt_scalar(ctx, a, 0.0f)); break;
+    case NDL_OP_RELU:
+      /* the composed form when a graph is built; one pass (g where a > 0) otherwise */
+      ga = ctx->grad_enabled ? ndl_mul(ctx, g, ndl_gt_scalar(ctx, a, 0.0f)) : ndl_relu_grad(ctx, g, a);
+      break;
     case NDL_OP_TANH:
       ga = ndl_mul(ctx, g, ndl_add_scalar(ctx, ndl_neg(ctx, ndl_mul(ctx, node, node)), 1.0f));
       break;

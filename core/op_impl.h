@@ -24,6 +24,9 @@ ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, 
 /* A 2-D view of t with its two axes swapped (no allocation). */
 ndl_tensor ndl_view_transposed(const ndl_tensor *t);
 
+/* g where a > 0, else 0, in one pass; no graph (relu's backward when no graph is built). */
+ndl_tensor *ndl_relu_grad(ndl_ctx *ctx, ndl_tensor *g, ndl_tensor *a);
+
 /* Gradients of a fused op's inputs (NULL where written through ndl_grad_sink or not needed). */
 void ndl_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads);
 

@@ -12,7 +12,8 @@
 #define SHAPE_STR(t, buf) ndl_shape_format((t)->ndim, (t)->shape, buf, sizeof buf)
 
 static int differentiable(ndl_op op) {
-  return !(op == NDL_OP_EQ || op == NDL_OP_GT || op == NDL_OP_GE || op == NDL_OP_GT_SCALAR);
+  return !(op == NDL_OP_EQ || op == NDL_OP_GT || op == NDL_OP_GE || op == NDL_OP_GT_SCALAR ||
+           op == NDL_OP_RELU_GRAD);
 }
 
 ndl_tensor *ndl_op_record(ndl_ctx *ctx, ndl_tensor *t) {
@@ -97,6 +98,9 @@ ndl_tensor *ndl_maximum(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) {
 ndl_tensor *ndl_eq(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_EQ, a, b); }
 ndl_tensor *ndl_gt(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_GT, a, b); }
 ndl_tensor *ndl_ge(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_GE, a, b); }
+ndl_tensor *ndl_relu_grad(ndl_ctx *c, ndl_tensor *g, ndl_tensor *a) {
+  return binary(c, NDL_OP_RELU_GRAD, g, a);
+}
 ndl_tensor *ndl_gt_scalar(ndl_ctx *c, ndl_tensor *a, float s) {
   return unary(c, NDL_OP_GT_SCALAR, a, s);
 }

@@ -133,7 +133,7 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
   int64_t n = ndl_tensor_numel(node);
   switch (node->op) {
     case NDL_OP_ADD: case NDL_OP_SUB: case NDL_OP_MUL: case NDL_OP_DIV: case NDL_OP_POW:
-    case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: {
+    case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: case NDL_OP_RELU_GRAD: {
       const float *a = ndl_cpu_contiguous(ctx, node->src[0]);
       const float *b = ndl_cpu_contiguous(ctx, node->src[1]);
       if (!a || !b) return ctx->status;

@@ -54,7 +54,8 @@ void ndl_cpu_accumulate(float *dst, const ndl_tensor *src) {
   STRIDED_FOR(src, dst[i] += s[off]);
 }
 
-void ndl_cpu_binary(ndl_op op, const float *a, const float *b, float *out, int64_t n) {
+void ndl_cpu_binary(ndl_op op, const float *restrict a, const float *restrict b, float *restrict out,
+                    int64_t n) {
   int64_t i;
   switch (op) {
     case NDL_OP_ADD: for (i = 0; i < n; i++) out[i] = a[i] + b[i]; break;
@@ -66,11 +67,12 @@ void ndl_cpu_binary(ndl_op op, const float *a, const float *b, float *out, int64
     case NDL_OP_EQ: for (i = 0; i < n; i++) out[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
     case NDL_OP_GT: for (i = 0; i < n; i++) out[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
     case NDL_OP_GE: for (i = 0; i < n; i++) out[i] = a[i] >= b[i] ? 1.0f : 0.0f; break;
+    case NDL_OP_RELU_GRAD: for (i = 0; i < n; i++) out[i] = b[i] > 0.0f ? a[i] : 0.0f; break;
     default: NDL_ABORT("cpu binary: op %s is not binary", ndl_op_name(op));
   }
 }
 
-void ndl_cpu_unary(ndl_op op, const float *a, float s, float *out, int64_t n) {
+void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, float *restrict out, int64_t n) {
   int64_t i;
   switch (op) {
     case NDL_OP_ADD_SCALAR: for (i = 0; i < n; i++) out[i] = a[i] + s; break;

@@ -131,12 +131,15 @@ ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node) {
   }
 }
 
-/* Where the gradient of src goes: its sink during backward, else a fresh zeroed tensor in grads[i]. */
-static float *grad_target(ndl_ctx *ctx, ndl_tensor *src, ndl_tensor **grads, int i) {
+/* Where the gradient of src goes: its sink during backward (accumulate, *fresh = 0), else a new
+ * uninitialized tensor in grads[i] (overwrite, *fresh = 1). NULL when src needs no gradient. */
+static float *grad_target(ndl_ctx *ctx, ndl_tensor *src, ndl_tensor **grads, int i, int *fresh) {
+  *fresh = 0;
   if (!src || !src->requires_grad) return NULL;
   float *sink = ndl_grad_sink(ctx, src);
   if (sink) return sink;
-  grads[i] = ndl_tensor_zeros(ctx, src->ndim, src->shape);
+  grads[i] = ndl_tensor_empty(ctx, src->ndim, src->shape);
+  *fresh = 1;
   return grads[i] ? ndl_tensor_ptr(grads[i]) : NULL;
 }
 
@@ -144,20 +147,23 @@ static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_
   ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2], gt;
   int64_t n = node->shape[0], out = node->shape[1];
   ndl_tensor_init_view(&gt, (float *)g, 2, node->shape);
-  float *dx = grad_target(ctx, x, grads, 0);
+  int fresh;
+  float *dx = grad_target(ctx, x, grads, 0, &fresh);
   if (dx) {
     ndl_tensor wt = ndl_view_transposed(w);
-    ndl_cpu_gemm(ctx, &gt, &wt, dx, 1.0f);
+    ndl_cpu_gemm(ctx, &gt, &wt, dx, fresh ? 0.0f : 1.0f);
   }
-  float *dw = grad_target(ctx, w, grads, 1);
+  float *dw = grad_target(ctx, w, grads, 1, &fresh);
   if (dw) {
     ndl_tensor xt = ndl_view_transposed(x);
-    ndl_cpu_gemm(ctx, &xt, &gt, dw, 1.0f);
+    ndl_cpu_gemm(ctx, &xt, &gt, dw, fresh ? 0.0f : 1.0f);
   }
-  float *db = grad_target(ctx, b, grads, 2);
-  if (db)
+  float *db = grad_target(ctx, b, grads, 2, &fresh);
+  if (db) {
+    if (fresh) memset(db, 0, (size_t)out * sizeof(float));
     for (int64_t i = 0; i < n; i++)
       for (int64_t j = 0; j < out; j++) db[j] += g[i * out + j];
+  }
 }
 
 /* Shared by both norms: dw, db as column sums; dx from the row (layernorm) or column (batchnorm)
@@ -167,8 +173,11 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
   int batch = node->op == NDL_OP_BATCHNORM;
   int64_t n = node->shape[0], d = node->shape[1], ns = batch ? d : n;
   const float *w = ndl_cpu_contiguous(ctx, node->src[1]);
-  float *dw = grad_target(ctx, node->src[1], grads, 1), *db = grad_target(ctx, node->src[2], grads, 2);
+  int fw, fb, fx;
+  float *dw = grad_target(ctx, node->src[1], grads, 1, &fw), *db = grad_target(ctx, node->src[2], grads, 2, &fb);
   if (!w || ctx->status != NDL_OK) return;
+  if (dw && fw) memset(dw, 0, (size_t)d * sizeof(float));
+  if (db && fb) memset(db, 0, (size_t)d * sizeof(float));
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++) {
       if (dw) dw[j] += g[i * d + j] * s->xhat[i * d + j];
@@ -188,8 +197,9 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
     }
   for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)a1[k];
   if (batch && allreduce(ctx, s, sums, 2 * ns) != NDL_OK) return;
-  float *dx = grad_target(ctx, node->src[0], grads, 0);
+  float *dx = grad_target(ctx, node->src[0], grads, 0, &fx);
   if (!dx) return;
+  if (fx) memset(dx, 0, (size_t)(n * d) * sizeof(float));
   float inv_count = (float)(1.0 / (double)s->count);
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++) {
@@ -203,8 +213,10 @@ static void softmax_ce_backward(ndl_ctx *ctx, ndl_tensor *node, float g, ndl_ten
   ndl_ce_state *s = node->aux;
   ndl_tensor *z = node->src[0];
   int64_t n = z->shape[0], c = z->shape[1];
-  float *dz = grad_target(ctx, z, grads, 0);
+  int fresh;
+  float *dz = grad_target(ctx, z, grads, 0, &fresh);
   if (!dz) return;
+  if (fresh) memset(dz, 0, (size_t)(n * c) * sizeof(float));
   float scale = (float)((double)g / s->denom);
   for (int64_t i = 0; i < n; i++) {
     for (int64_t j = 0; j < c; j++) dz[i * c + j] += scale * s->probs[i * c + j];
