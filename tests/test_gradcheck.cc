@@ -2,7 +2,8 @@
 // broadcasting, multi-axis reductions, batched and transposed matmul, non-contiguous views fed
 // into element-wise ops and reductions). The checker weighs the output with fixed random weights,
 // backpropagates, and compares each input's gradient with (L(x+eps) - L(x-eps)) / 2eps evaluated
-// in double from float outputs with grad mode off. Two tests prove the checker can fail.
+// in double from float outputs with grad mode off (the checker is shared: test_util.h). Two tests
+// prove the checker can fail.
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -14,110 +15,6 @@
 #include "test_util.h"
 
 namespace {
-
-using Inputs = std::vector<ndl_tensor *>;
-using GradFn = std::function<ndl_tensor *(ndl_ctx *, const Inputs &)>;
-
-struct GradCheckOpts {
-  double eps = 1e-2;
-  double atol = 1e-2;
-  double rtol = 1e-2;
-  double grad_scale = 1.0;  // test hook: scale the analytic gradient (must make a check fail)
-};
-
-// Weighted loss sum(out * w) in double, from out's float values (any strides).
-double weighted_loss(const ndl_tensor *out, const std::vector<float> &w) {
-  std::vector<float> v = tensor_values(out);
-  double s = 0;
-  for (size_t i = 0; i < v.size(); i++) s += (double)v[i] * (double)w[i];
-  return s;
-}
-
-// Check d sum(f(inputs) * w) / d inputs against central differences. Inputs must be contiguous
-// leaves (perturbed in place); f may build any views of them.
-::testing::AssertionResult grad_check(ndl_ctx *ctx, const GradFn &f, const Inputs &inputs,
-                                      GradCheckOpts o = GradCheckOpts()) {
-  for (ndl_tensor *in : inputs) {
-    if (!in) return ::testing::AssertionFailure() << "input is NULL: " << ndl_last_error();
-    if (in->op != NDL_OP_NONE || !ndl_tensor_is_contiguous(in))
-      return ::testing::AssertionFailure() << "inputs must be contiguous leaves";
-    ndl_tensor_set_requires_grad(in, 1);
-    in->grad = nullptr;
-  }
-  ndl_tensor *out = f(ctx, inputs);
-  if (!out) return ::testing::AssertionFailure() << "forward failed: " << ndl_last_error();
-  // fixed weights in [0.3, 1.3) with random signs, so the check is not one of sum alone
-  ndl_rng rng;
-  ndl_rng_seed(&rng, 1234);
-  std::vector<float> w((size_t)ndl_tensor_numel(out));
-  for (float &e : w) {
-    double u = ndl_rng_rand(&rng);
-    e = (float)((ndl_rng_rand(&rng) < 0.5 ? -1.0 : 1.0) * (0.3 + u));
-  }
-  ndl_tensor *wt = ndl_tensor_from(ctx, out->ndim, out->shape, w.data());
-  ndl_tensor *loss = ndl_sum(ctx, ndl_mul(ctx, out, wt), nullptr, 0);
-  if (!loss) return ::testing::AssertionFailure() << "loss failed: " << ndl_last_error();
-  ndl_status st = ndl_graph_backward(ctx, loss, nullptr);
-  if (st != NDL_OK) return ::testing::AssertionFailure() << "backward: " << ndl_last_error();
-
-  std::ostringstream os;
-  int bad = 0;
-  int64_t checked = 0;
-  int old = ndl_ctx_set_grad(ctx, 0);
-  for (size_t k = 0; k < inputs.size(); k++) {
-    ndl_tensor *in = inputs[k];
-    if (!in->grad) {
-      ndl_ctx_set_grad(ctx, old);
-      return ::testing::AssertionFailure() << "input " << k << " got no gradient";
-    }
-    if (!ndl_shape_equal(in->grad, in)) {
-      ndl_ctx_set_grad(ctx, old);
-      return ::testing::AssertionFailure() << "input " << k << ": gradient shape differs";
-    }
-    std::vector<float> ana = tensor_values(in->grad);
-    float *x = ndl_tensor_ptr(in);
-    for (int64_t j = 0; j < ndl_tensor_numel(in); j++) {
-      float saved = x[j];
-      x[j] = (float)(saved + o.eps);
-      double hi = (double)x[j];
-      ndl_tensor *yp = f(ctx, inputs);
-      double lp = yp ? weighted_loss(yp, w) : NAN;
-      x[j] = (float)(saved - o.eps);
-      double lo = (double)x[j];
-      ndl_tensor *ym = f(ctx, inputs);
-      double lm = ym ? weighted_loss(ym, w) : NAN;
-      x[j] = saved;
-      double num = (lp - lm) / (hi - lo);
-      double got = o.grad_scale * (double)ana[(size_t)j];
-      double diff = std::fabs(got - num);
-      checked++;
-      if (!(diff <= o.atol + o.rtol * std::fabs(num))) {
-        if (bad < 8)
-          os << "\n  input " << k << " [" << j << "] analytic " << got << " numeric " << num
-             << " (diff " << diff << ")";
-        bad++;
-      }
-    }
-  }
-  ndl_ctx_set_grad(ctx, old);
-  if (ctx->status != NDL_OK)
-    return ::testing::AssertionFailure() << "an evaluation failed: " << ndl_last_error();
-  if (bad)
-    return ::testing::AssertionFailure() << bad << " of " << checked << " gradient entries mismatch:"
-                                         << os.str();
-  return ::testing::AssertionSuccess() << checked << " entries match";
-}
-
-// Uniform values in [lo, hi).
-ndl_tensor *uniform(ndl_ctx *ctx, std::initializer_list<int64_t> shape, double lo, double hi,
-                    uint32_t seed) {
-  std::vector<int64_t> dims(shape);
-  ndl_rng rng;
-  ndl_rng_seed(&rng, seed);
-  std::vector<float> v((size_t)ndl_shape_numel((int)dims.size(), dims.data()));
-  for (float &e : v) e = (float)(lo + (hi - lo) * ndl_rng_rand(&rng));
-  return ndl_tensor_from(ctx, (int)dims.size(), dims.data(), v.data());
-}
 
 // Values with |x| in [0.1, 1): keeps relu away from its kink at 0.
 ndl_tensor *away_from_zero(ndl_ctx *ctx, std::initializer_list<int64_t> shape, uint32_t seed) {

@@ -1,14 +1,17 @@
 // test_util.h: shared helpers of the gtest suites: the expect_near comparison that prints the first
-// mismatches, needle's get_tensor / get_int_tensor, and a fixture owning a context that checks no
-// heap block is left alive at teardown.
+// mismatches, needle's get_tensor / get_int_tensor, the central-difference gradient checker (w.r.t.
+// inputs and the parameters of a store), and a fixture owning a context that checks no heap block is
+// left alive at teardown.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <vector>
 
 #include "core/alloc.h"
+#include "core/params.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -32,6 +35,31 @@ ndl_rng *test_rng();
 
 ndl_tensor *make_tensor(ndl_ctx *ctx, std::initializer_list<int64_t> shape,
                         const std::vector<float> &values);
+
+// Uniform values in [lo, hi) from a private RNG seeded with seed.
+ndl_tensor *uniform(ndl_ctx *ctx, std::initializer_list<int64_t> shape, double lo, double hi,
+                    uint32_t seed);
+
+// ---- central-difference gradient check ----
+using Inputs = std::vector<ndl_tensor *>;
+using GradFn = std::function<ndl_tensor *(ndl_ctx *, const Inputs &)>;
+
+struct GradCheckOpts {
+  double eps = 1e-2;
+  double atol = 1e-2;
+  double rtol = 1e-2;
+  double grad_scale = 1.0;  // test hook: scale the analytic gradient (must make a check fail)
+  // Also check every tensor of this trainable store (module parameters): their .grad views are
+  // zeroed with ndl_params_zero_grad before the backward, and their data is perturbed in place.
+  ndl_params *params = nullptr;
+};
+
+// Check d sum(f(inputs) * w) / d {inputs, params} against central differences, w fixed random
+// weights. Inputs must be contiguous leaves (perturbed in place); f may build any views of them and
+// must be deterministic (reseed any RNG it draws from inside f). The numeric side runs f with grad
+// mode off and forms the loss in double from f's float outputs.
+::testing::AssertionResult grad_check(ndl_ctx *ctx, const GradFn &f, const Inputs &inputs,
+                                      GradCheckOpts o = GradCheckOpts());
 
 // Fixture: a fresh context per test; teardown frees it and expects the live-allocation count back
 // where it was at setup.
