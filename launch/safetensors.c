@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/tensor.h"
+#include "launch/st_json.h"
 
 #define ST_MAX_HEADER (100 * 1024 * 1024) /* as the reference implementation */
 
@@ -207,188 +208,6 @@ ndl_status ndl_safetensors_write(const char *path, const ndl_st_entry *entries, 
   return NDL_OK;
 }
 
-/* ---------------------------------------------------------------- JSON subset parser */
-
-typedef struct jp {
-  const char *s;
-  size_t pos, len;
-  char err[400];
-} jp;
-
-static int jfail(jp *p, const char *what) {
-  if (!p->err[0]) {
-    if (p->pos < p->len)
-      snprintf(p->err, sizeof p->err, "bad header JSON at byte %zu: expected %s, found '%c'", p->pos,
-               what, p->s[p->pos] >= 0x20 && p->s[p->pos] < 0x7f ? p->s[p->pos] : '?');
-    else
-      snprintf(p->err, sizeof p->err, "bad header JSON at byte %zu: expected %s, found end of header",
-               p->pos, what);
-  }
-  return -1;
-}
-
-static void jws(jp *p) {
-  while (p->pos < p->len) {
-    char c = p->s[p->pos];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-    p->pos++;
-  }
-}
-
-static int jpeek(jp *p, char c) {
-  jws(p);
-  return p->pos < p->len && p->s[p->pos] == c;
-}
-
-static int jexpect(jp *p, char c) {
-  char what[4] = {'\'', c, '\'', 0};
-  if (!jpeek(p, c)) return jfail(p, what);
-  p->pos++;
-  return 0;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static int jhex4(jp *p, unsigned *out) {
-  if (p->pos + 4 > p->len) return jfail(p, "4 hex digits");
-  unsigned v = 0;
-  for (int i = 0; i < 4; i++) {
-    int h = hexval(p->s[p->pos + i]);
-    if (h < 0) return jfail(p, "4 hex digits");
-    v = v * 16 + (unsigned)h;
-  }
-  p->pos += 4;
-  *out = v;
-  return 0;
-}
-
-/* A string into out (cap bytes incl. NUL), decoding escapes to UTF-8. */
-static int jstring(jp *p, char *out, size_t cap, const char *what) {
-  if (!jpeek(p, '"')) return jfail(p, what);
-  p->pos++;
-  size_t n = 0;
-  for (;;) {
-    if (p->pos >= p->len) return jfail(p, "closing '\"'");
-    unsigned char c = (unsigned char)p->s[p->pos];
-    char enc[4];
-    size_t en = 0;
-    if (c == '"') {
-      p->pos++;
-      break;
-    } else if (c < 0x20) {
-      return jfail(p, "no raw control character in a string");
-    } else if (c == '\\') {
-      p->pos++;
-      if (p->pos >= p->len) return jfail(p, "an escape");
-      char e = p->s[p->pos++];
-      unsigned cp = 0;
-      switch (e) {
-        case '"': case '\\': case '/': enc[en++] = e; break;
-        case 'b': enc[en++] = '\b'; break;
-        case 'f': enc[en++] = '\f'; break;
-        case 'n': enc[en++] = '\n'; break;
-        case 'r': enc[en++] = '\r'; break;
-        case 't': enc[en++] = '\t'; break;
-        case 'u':
-          if (jhex4(p, &cp)) return -1;
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned lo;
-            if (p->pos + 2 > p->len || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u')
-              return jfail(p, "a low surrogate");
-            p->pos += 2;
-            if (jhex4(p, &lo)) return -1;
-            if (lo < 0xDC00 || lo > 0xDFFF) return jfail(p, "a low surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            return jfail(p, "no lone low surrogate");
-          }
-          if (cp == 0) return jfail(p, "no NUL character in a string");
-          if (cp < 0x80) {
-            enc[en++] = (char)cp;
-          } else if (cp < 0x800) {
-            enc[en++] = (char)(0xC0 | (cp >> 6));
-            enc[en++] = (char)(0x80 | (cp & 0x3F));
-          } else if (cp < 0x10000) {
-            enc[en++] = (char)(0xE0 | (cp >> 12));
-            enc[en++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-            enc[en++] = (char)(0x80 | (cp & 0x3F));
-          } else {
-            enc[en++] = (char)(0xF0 | (cp >> 18));
-            enc[en++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-            enc[en++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-            enc[en++] = (char)(0x80 | (cp & 0x3F));
-          }
-          break;
-        default:
-          p->pos--;
-          return jfail(p, "a valid escape");
-      }
-    } else {
-      enc[en++] = (char)c;
-      p->pos++;
-    }
-    if (n + en + 1 > cap) {
-      snprintf(p->err, sizeof p->err, "bad header: string at byte %zu is longer than %zu bytes", p->pos,
-               cap - 1);
-      return -1;
-    }
-    memcpy(out + n, enc, en);
-    n += en;
-  }
-  out[n] = '\0';
-  return 0;
-}
-
-/* A non-negative integer without sign, fraction, exponent or leading zeros. */
-static int juint(jp *p, int64_t *out) {
-  jws(p);
-  size_t start = p->pos;
-  int64_t v = 0;
-  while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') {
-    int d = p->s[p->pos] - '0';
-    if (v > (INT64_MAX - d) / 10) {
-      p->pos = start;
-      return jfail(p, "an integer that fits in 63 bits");
-    }
-    v = v * 10 + d;
-    p->pos++;
-  }
-  if (p->pos == start) return jfail(p, "a non-negative integer");
-  if (p->pos - start > 1 && p->s[start] == '0') {
-    p->pos = start;
-    return jfail(p, "an integer without leading zeros");
-  }
-  if (p->pos < p->len && (p->s[p->pos] == '.' || p->s[p->pos] == 'e' || p->s[p->pos] == 'E'))
-    return jfail(p, "an integer (no fraction or exponent)");
-  *out = v;
-  return 0;
-}
-
-/* [int, ...] with at most max items; count into *n. */
-static int juint_array(jp *p, int64_t *out, int max, int *n, const char *what) {
-  *n = 0;
-  if (!jpeek(p, '[')) return jfail(p, what);
-  p->pos++;
-  if (jpeek(p, ']')) {
-    p->pos++;
-    return 0;
-  }
-  for (;;) {
-    if (*n >= max) return jfail(p, "at most 8 dimensions");
-    if (juint(p, &out[(*n)++])) return -1;
-    if (jpeek(p, ',')) {
-      p->pos++;
-      continue;
-    }
-    return jexpect(p, ']');
-  }
-}
-
 /* ---------------------------------------------------------------- reader */
 
 typedef struct st_raw {
@@ -396,9 +215,9 @@ typedef struct st_raw {
   int64_t begin, end;
 } st_raw;
 
-static int parse_meta(jp *p, ndl_st_file *out, size_t *metacap) {
-  if (jexpect(p, '{')) return -1;
-  if (jpeek(p, '}')) {
+static int parse_meta(ndl_json *p, ndl_st_file *out, size_t *metacap) {
+  if (ndl_json_expect(p, '{')) return -1;
+  if (ndl_json_peek(p, '}')) {
     p->pos++;
     return 0;
   }
@@ -414,35 +233,35 @@ static int parse_meta(jp *p, ndl_st_file *out, size_t *metacap) {
       *metacap = cap;
     }
     ndl_st_meta *m = &out->meta[out->nmeta];
-    if (jstring(p, m->key, sizeof m->key, "a metadata key string")) return -1;
-    if (jexpect(p, ':')) return -1;
-    if (jstring(p, m->value, sizeof m->value, "a metadata value string")) return -1;
+    if (ndl_json_string(p, m->key, sizeof m->key, "a metadata key string")) return -1;
+    if (ndl_json_expect(p, ':')) return -1;
+    if (ndl_json_string(p, m->value, sizeof m->value, "a metadata value string")) return -1;
     for (int i = 0; i < out->nmeta; i++)
       if (!strcmp(out->meta[i].key, m->key)) {
         snprintf(p->err, sizeof p->err, "bad header: duplicate metadata key \"%s\"", m->key);
         return -1;
       }
     out->nmeta++;
-    if (jpeek(p, ',')) {
+    if (ndl_json_peek(p, ',')) {
       p->pos++;
       continue;
     }
-    return jexpect(p, '}');
+    return ndl_json_expect(p, '}');
   }
 }
 
 /* {"dtype": "...", "shape": [...], "data_offsets": [b, e]} in any order, each exactly once. */
-static int parse_tensor(jp *p, st_raw *r) {
+static int parse_tensor(ndl_json *p, st_raw *r) {
   int have_dtype = 0, have_shape = 0, have_off = 0;
-  if (jexpect(p, '{')) return -1;
+  if (ndl_json_expect(p, '{')) return -1;
   for (;;) {
     char key[32];
-    if (jstring(p, key, sizeof key, "a field name")) return -1;
-    if (jexpect(p, ':')) return -1;
+    if (ndl_json_string(p, key, sizeof key, "a field name")) return -1;
+    if (ndl_json_expect(p, ':')) return -1;
     if (!strcmp(key, "dtype") && !have_dtype) {
       char dt[16];
       size_t at = p->pos;
-      if (jstring(p, dt, sizeof dt, "a dtype string")) return -1;
+      if (ndl_json_string(p, dt, sizeof dt, "a dtype string")) return -1;
       int found = -1;
       for (int i = 0; i < 3; i++)
         if (!strcmp(dt, dtype_names[i])) found = i;
@@ -454,12 +273,12 @@ static int parse_tensor(jp *p, st_raw *r) {
       r->e.dtype = (ndl_st_dtype)found;
       have_dtype = 1;
     } else if (!strcmp(key, "shape") && !have_shape) {
-      if (juint_array(p, r->e.shape, 8, &r->e.ndim, "a shape array")) return -1;
+      if (ndl_json_uint_array(p, r->e.shape, 8, &r->e.ndim, "a shape array")) return -1;
       have_shape = 1;
     } else if (!strcmp(key, "data_offsets") && !have_off) {
       int64_t o[8];
       int n;
-      if (juint_array(p, o, 8, &n, "a data_offsets array")) return -1;
+      if (ndl_json_uint_array(p, o, 8, &n, "a data_offsets array")) return -1;
       if (n != 2) {
         snprintf(p->err, sizeof p->err, "tensor %s: data_offsets has %d values, expected 2", r->e.name, n);
         return -1;
@@ -471,11 +290,11 @@ static int parse_tensor(jp *p, st_raw *r) {
       snprintf(p->err, sizeof p->err, "tensor %s: unexpected or duplicate field \"%s\"", r->e.name, key);
       return -1;
     }
-    if (jpeek(p, ',')) {
+    if (ndl_json_peek(p, ',')) {
       p->pos++;
       continue;
     }
-    if (jexpect(p, '}')) return -1;
+    if (ndl_json_expect(p, '}')) return -1;
     break;
   }
   if (!have_dtype || !have_shape || !have_off) {
@@ -487,17 +306,17 @@ static int parse_tensor(jp *p, st_raw *r) {
 }
 
 /* The whole header object into raws (grown with ndl_realloc) and out->meta. */
-static int parse_header(jp *p, st_raw **raws, int *nraw, ndl_st_file *out) {
+static int parse_header(ndl_json *p, st_raw **raws, int *nraw, ndl_st_file *out) {
   size_t cap = 0, metacap = 0;
   int have_meta = 0;
-  if (jexpect(p, '{')) return -1;
-  if (jpeek(p, '}')) {
+  if (ndl_json_expect(p, '{')) return -1;
+  if (ndl_json_peek(p, '}')) {
     p->pos++;
   } else {
     for (;;) {
       char name[NDL_ST_MAX_NAME];
-      if (jstring(p, name, sizeof name, "a tensor name string")) return -1;
-      if (jexpect(p, ':')) return -1;
+      if (ndl_json_string(p, name, sizeof name, "a tensor name string")) return -1;
+      if (ndl_json_expect(p, ':')) return -1;
       if (!strcmp(name, "__metadata__")) {
         if (have_meta) {
           snprintf(p->err, sizeof p->err, "bad header: duplicate __metadata__");
@@ -527,16 +346,16 @@ static int parse_header(jp *p, st_raw **raws, int *nraw, ndl_st_file *out) {
         if (parse_tensor(p, r)) return -1;
         (*nraw)++;
       }
-      if (jpeek(p, ',')) {
+      if (ndl_json_peek(p, ',')) {
         p->pos++;
         continue;
       }
-      if (jexpect(p, '}')) return -1;
+      if (ndl_json_expect(p, '}')) return -1;
       break;
     }
   }
-  jws(p);
-  if (p->pos != p->len) return jfail(p, "only space after the header object");
+  ndl_json_ws(p);
+  if (p->pos != p->len) return ndl_json_fail(p, "only space after the header object");
   return 0;
 }
 
@@ -641,7 +460,7 @@ ndl_status ndl_safetensors_read(const char *path, ndl_st_file *out) {
                       path, (unsigned long long)hl, (long long)(size - 8));
   }
   int64_t body = size - 8 - (int64_t)hl;
-  jp p;
+  ndl_json p;
   memset(&p, 0, sizeof p);
   p.s = (const char *)buf + 8;
   p.len = (size_t)hl;
