@@ -10,7 +10,7 @@
 #include "core/status.h"
 
 #define MAX_THREADS 64
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS 2000000
 
 static struct {
   int nthreads;

@@ -11,8 +11,10 @@
 extern "C" {
 #endif
 
-/* Entries for every parameter then every buffer of env, converted to PyTorch layout into scratch
- * memory owned by *scratch (free with ndl_free). Returns the count or -1 (NDL_ERR_NOMEM message). */
+/* Entries for every parameter and buffer of env in PyTorch's state_dict order (each module's
+ * parameters, then its buffers), converted to PyTorch layout. *entries and the converted data both
+ * live in one block owned by *scratch: free only *scratch, with ndl_free. Returns the count or -1
+ * (NDL_ERR_NOMEM message). */
 int ndl_weights_entries(const ndl_nn_env *env, ndl_st_entry **entries, void **scratch);
 /* Save env's state_dict to path (atomic). */
 ndl_status ndl_weights_save(const char *path, const ndl_nn_env *env);

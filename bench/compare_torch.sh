@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# compare_torch.sh: the default run (MLPResNet 784-100, 3 blocks, BatchNorm, dropout 0.1, Adam,
+# batch 100, Fashion-MNIST) trained by ndl-train and by the PyTorch reference (bench/torch_mlpresnet.py,
+# 1 and 2 threads), back to back on this machine. Prints each one's time per training epoch (median
+# over epochs), the speed-up over PyTorch's best thread count, the sgemm-bound floor (bench_core's
+# bare sgemm time for one epoch's GEMMs), peak RSS of both, and the test error of both.
+# Usage: bench/compare_torch.sh [epochs=10] [build-dir=build]    (needs python3-torch, python3-numpy)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+epochs=${1:-10}
+build=${2:-build}
+data=${NDL_DATA:-/usr/share/datasets/fashion-mnist}
+py=/usr/bin/python3
+[ -x "$py" ] && "$py" -c "import torch, numpy" 2>/dev/null || {
+  echo "compare_torch: needs /usr/bin/python3 with torch and numpy (apt-get install python3-torch python3-numpy)" >&2
+  exit 2
+}
+[ -d "$build" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target ndl-train bench_core >/dev/null
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
+echo "run: $epochs epochs of the default model on $data"
+
+/usr/bin/time -f %M -o "$out/ours.rss" "$build/launch/ndl-train" --data "$data" --epochs "$epochs" --quiet >"$out/ours.txt"
+ours=$(awk '{for (i=1;i<=NF;i++) if ($i=="time") {sub("s","",$(i+1)); print $(i+1)}}' "$out/ours.txt" | median)
+ours_err=$(awk '{for (i=1;i<=NF;i++) if ($i=="test_err") print $(i+1)}' "$out/ours.txt" | tail -1)
+
+best=""
+for th in 1 2; do
+  /usr/bin/time -f %M -o "$out/torch$th.rss" "$py" bench/torch_mlpresnet.py "$data" "$epochs" "$th" >"$out/torch$th.txt"
+  t=$(awk '{for (i=1;i<=NF;i++) if ($i=="epoch_s") print $(i+1)}' "$out/torch$th.txt" | median)
+  e=$(awk '{for (i=1;i<=NF;i++) if ($i=="test_err") print $(i+1)}' "$out/torch$th.txt" | tail -3 | paste -sd' ')
+  printf "pytorch %d thread(s): %.3f s/epoch (median)  test_err last 3 epochs: %s  peak RSS %d MiB\n" \
+    "$th" "$t" "$e" $(( $(cat "$out/torch$th.rss") / 1024 ))
+  if [ -z "$best" ] || awk "BEGIN {exit !($t < $best)}"; then best=$t; fi
+done
+floor=$("$build/bench/bench_core" 600 3 1 | awk '/bare cblas_sgemm/ {print $(NF-3)}')
+printf "needle-c:             %.3f s/epoch (median)  test_err final: %s  peak RSS %d MiB\n" \
+  "$ours" "$ours_err" $(( $(cat "$out/ours.rss") / 1024 ))
+printf "speed-up over PyTorch's best thread count: %.2fx (target >= 4x)\n" "$(awk "BEGIN {print $best / $ours}")"
+printf "sgemm floor (one epoch's GEMMs, bare sgemm, 1 thread): %.3f s; needle-c / floor: %.2f (target <= 1.5)\n" \
+  "$floor" "$(awk "BEGIN {print $ours / $floor}")"
+echo "needle-c per-epoch lines:"
+sed 's/^/  /' "$out/ours.txt"
