@@ -31,7 +31,7 @@ static void regenerate(ndl_rng *r) {
   r->pos = 0;
 }
 
-uint32_t ndl_rng_u32(ndl_rng *r) {
+static inline uint32_t next_u32(ndl_rng *r) {
   if (r->pos >= NDL_RNG_N) regenerate(r);
   uint32_t y = r->mt[r->pos++];
   y ^= y >> 11;
@@ -41,9 +41,24 @@ uint32_t ndl_rng_u32(ndl_rng *r) {
   return y;
 }
 
-double ndl_rng_rand(ndl_rng *r) {
-  uint32_t a = ndl_rng_u32(r) >> 5, b = ndl_rng_u32(r) >> 6;
+static inline double next_rand(ndl_rng *r) {
+  uint32_t a = next_u32(r) >> 5, b = next_u32(r) >> 6;
   return (a * 67108864.0 + b) / 9007199254740992.0;
+}
+
+uint32_t ndl_rng_u32(ndl_rng *r) { return next_u32(r); }
+
+double ndl_rng_rand(ndl_rng *r) { return next_rand(r); }
+
+void ndl_rng_fill_bernoulli(ndl_rng *r, float *out, int64_t n, double p) {
+  for (int64_t i = 0; i < n; i++) out[i] = next_rand(r) <= p ? 1.0f : 0.0f;
+}
+
+void ndl_rng_skip_rand(ndl_rng *r, int64_t n) {
+  for (int64_t i = 0; i < 2 * n; i++) {
+    if (r->pos >= NDL_RNG_N) regenerate(r);
+    r->pos++;
+  }
 }
 
 double ndl_rng_randn(ndl_rng *r) {
@@ -100,7 +115,7 @@ void ndl_rng_permutation(ndl_rng *r, int64_t n, int64_t *out) {
 }
 
 void ndl_rng_fill_rand(ndl_rng *r, float *out, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = (float)ndl_rng_rand(r);
+  for (int64_t i = 0; i < n; i++) out[i] = (float)next_rand(r);
 }
 
 void ndl_rng_fill_randn(ndl_rng *r, float *out, int64_t n) {

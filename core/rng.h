@@ -34,6 +34,10 @@ void ndl_rng_permutation(ndl_rng *r, int64_t n, int64_t *out);
 /* Fill out[n] with float32(rand()) / float32(randn()) / float32(randint(lo,hi)) in draw order. */
 void ndl_rng_fill_rand(ndl_rng *r, float *out, int64_t n);
 void ndl_rng_fill_randn(ndl_rng *r, float *out, int64_t n);
+/* out[i] = 1.0f where rand() <= p else 0.0f (needle's randb, compared in double), n draws. */
+void ndl_rng_fill_bernoulli(ndl_rng *r, float *out, int64_t n, double p);
+/* Advance past n rand() draws without using them. */
+void ndl_rng_skip_rand(ndl_rng *r, int64_t n);
 void ndl_rng_fill_randint(ndl_rng *r, float *out, int64_t n, int64_t lo, int64_t hi);
 
 #ifdef __cplusplus

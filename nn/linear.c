@@ -73,15 +73,10 @@ static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   int64_t first = m->env->global_rows ? m->env->row_offset : 0;
   ndl_tensor *mask = ndl_tensor_empty(ctx, x->ndim, x->shape);
   if (!mask) return NULL;
-  float *mk = ndl_tensor_ptr(mask);
   double keep = 1.0 - (double)d->p;
-  for (int64_t r = 0; r < global_rows; r++) {
-    int mine = r >= first && r < first + rows;
-    for (int64_t c = 0; c < cols; c++) {
-      double u = ndl_rng_rand(m->env->rng);
-      if (mine) mk[(r - first) * cols + c] = u <= keep ? 1.0f : 0.0f;
-    }
-  }
+  ndl_rng_skip_rand(m->env->rng, first * cols);
+  ndl_rng_fill_bernoulli(m->env->rng, ndl_tensor_ptr(mask), rows * cols, keep);
+  ndl_rng_skip_rand(m->env->rng, (global_rows - first - rows) * cols);
   return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
 }
 

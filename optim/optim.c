@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/simd.h"
 
 typedef struct sgd {
   ndl_optim base;
@@ -51,19 +52,12 @@ static void sgd_step(ndl_optim *o) {
 }
 
 /* Shared by Adam (coupled L2: g = grad + wd*θ) and AdamW (θ *= 1 - lr*wd, then raw grad). */
-static void adam_update(ndl_optim *o, int decoupled) {
-  const adam *a = (const adam *)o;
-  float *theta = o->params->data;
-  const float *grad = o->params->grad;
-  const int64_t n = o->params->numel;
-  float *m = o->state, *v = o->state + n;
-  const double t = (double)o->t; /* already incremented by ndl_optim_step */
-  const float lr = (float)o->lr, eps = (float)a->eps;
-  const float b1 = (float)a->beta1, one_b1 = (float)(1.0 - a->beta1);
-  const float b2 = (float)a->beta2, one_b2 = (float)(1.0 - a->beta2);
-  const float bc1 = (float)(1.0 - pow(a->beta1, t)), bc2 = (float)(1.0 - pow(a->beta2, t));
-  const float wd = decoupled ? 0.0f : (float)o->weight_decay;
-  const float shrink = (float)(1.0 - o->lr * o->weight_decay);
+/* One Adam update over the flat buffer; `decoupled` is a literal in each caller, so each clone
+ * below compiles to a branch-free vectorized loop. */
+static inline void adam_loop(float *restrict theta, const float *restrict grad, float *restrict m,
+                             float *restrict v, int64_t n, float b1, float one_b1, float b2, float one_b2,
+                             float bc1, float bc2, float lr, float eps, float wd, float shrink,
+                             const int decoupled) {
   for (int64_t i = 0; i < n; i++) {
     float g;
     if (decoupled) {
@@ -77,6 +71,29 @@ static void adam_update(ndl_optim *o, int decoupled) {
     float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
     theta[i] = theta[i] - (lr * m_hat) / (sqrtf(v_hat) + eps);
   }
+}
+
+NDL_SIMD_CLONES static void adam_coupled(float *restrict theta, const float *restrict grad, float *restrict m,
+                                         float *restrict v, int64_t n, const float *k) {
+  adam_loop(theta, grad, m, v, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], 0);
+}
+
+NDL_SIMD_CLONES static void adam_decoupled(float *restrict theta, const float *restrict grad, float *restrict m,
+                                           float *restrict v, int64_t n, const float *k) {
+  adam_loop(theta, grad, m, v, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], 1);
+}
+
+static void adam_update(ndl_optim *o, int decoupled) {
+  const adam *a = (const adam *)o;
+  const int64_t n = o->params->numel;
+  const double t = (double)o->t; /* already incremented by ndl_optim_step */
+  /* scalars rounded to float32 once, as numpy does for float32 arrays and Python floats */
+  const float k[10] = {(float)a->beta1, (float)(1.0 - a->beta1), (float)a->beta2, (float)(1.0 - a->beta2),
+                       (float)(1.0 - pow(a->beta1, t)), (float)(1.0 - pow(a->beta2, t)), (float)o->lr,
+                       (float)a->eps, decoupled ? 0.0f : (float)o->weight_decay,
+                       (float)(1.0 - o->lr * o->weight_decay)};
+  if (decoupled) adam_decoupled(o->params->data, o->params->grad, o->state, o->state + n, n, k);
+  else adam_coupled(o->params->data, o->params->grad, o->state, o->state + n, n, k);
 }
 
 static void adam_step(ndl_optim *o) { adam_update(o, 0); }

@@ -74,3 +74,15 @@ TEST_F(RngTensor, NeedleGetTensor) {
   EXPECT_TENSOR_NEAR(std::vector<float>({2.1f, 0.95f, 3.45f, 3.1f, 2.45f, 2.3f, 3.3f, 0.4f, 1.2f}), t,
                      1e-6, 1e-6);
 }
+
+TEST(Rng, BernoulliAndSkipFollowTheRandStream) {
+  ndl_rng a, b;
+  ndl_rng_seed(&a, 9);
+  ndl_rng_seed(&b, 9);
+  float mask[700];
+  ndl_rng_fill_bernoulli(&a, mask, 700, 0.3);
+  for (int i = 0; i < 700; i++) EXPECT_EQ(mask[i], ndl_rng_rand(&b) <= 0.3 ? 1.0f : 0.0f) << i;
+  ndl_rng_skip_rand(&a, 500);  // crosses a regeneration of the state
+  for (int i = 0; i < 500; i++) ndl_rng_rand(&b);
+  EXPECT_EQ(ndl_rng_u32(&a), ndl_rng_u32(&b));
+}

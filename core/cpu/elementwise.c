@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/cpu/cpu_kernels.h"
+#include "core/simd.h"
 
 /* Walk every element of a strided view in row-major order: body sees `off` (source offset) and `i`. */
 #define STRIDED_FOR(t, BODY)                                                      \
@@ -54,7 +55,7 @@ void ndl_cpu_accumulate(float *dst, const ndl_tensor *src) {
   STRIDED_FOR(src, dst[i] += s[off]);
 }
 
-void ndl_cpu_binary(ndl_op op, const float *restrict a, const float *restrict b, float *restrict out,
+NDL_SIMD_CLONES void ndl_cpu_binary(ndl_op op, const float *restrict a, const float *restrict b, float *restrict out,
                     int64_t n) {
   int64_t i;
   switch (op) {
@@ -72,7 +73,7 @@ void ndl_cpu_binary(ndl_op op, const float *restrict a, const float *restrict b,
   }
 }
 
-void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, float *restrict out, int64_t n) {
+NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, float *restrict out, int64_t n) {
   int64_t i;
   switch (op) {
     case NDL_OP_ADD_SCALAR: for (i = 0; i < n; i++) out[i] = a[i] + s; break;

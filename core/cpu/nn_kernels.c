@@ -7,6 +7,13 @@
 #include "core/cpu/cpu_kernels.h"
 #include "core/nn_ops.h"
 #include "core/op_impl.h"
+#include "core/simd.h"
+
+/* out[j] += sum over rows of a[i, j] (float accumulation, row order). */
+NDL_SIMD_CLONES static void add_column_sums(const float *restrict a, int64_t n, int64_t d, float *restrict out) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) out[j] += a[i * d + j];
+}
 
 static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node) {
   const ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
@@ -22,11 +29,33 @@ static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node) {
   return ndl_cpu_gemm(ctx, x, w, y, beta);
 }
 
-/* Column sums (double accumulation) of a contiguous [rows, cols] array into acc[cols]. */
-static void column_sums(const float *a, int64_t rows, int64_t cols, double *acc) {
+/* Column sums (double accumulation) of a contiguous [rows, cols] array into acc[cols]; with
+ * center != NULL the sums of squared deviations from center[j]. */
+NDL_SIMD_CLONES static void column_sums(const float *restrict a, int64_t rows, int64_t cols,
+                                        const float *restrict center, double *restrict acc) {
   memset(acc, 0, (size_t)cols * sizeof(double));
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) acc[j] += a[i * cols + j];
+  for (int64_t i = 0; i < rows; i++) {
+    const float *r = a + i * cols;
+    if (center)
+      for (int64_t j = 0; j < cols; j++) {
+        double c = (double)r[j] - (double)center[j];
+        acc[j] += c * c;
+      }
+    else
+      for (int64_t j = 0; j < cols; j++) acc[j] += r[j];
+  }
+}
+
+/* y = xhat * w + b with xhat = (x - mean) * invstd, per column. */
+NDL_SIMD_CLONES static void bn_apply(const float *restrict x, int64_t n, int64_t d, const float *restrict mean,
+                                     const float *restrict invstd, const float *restrict w,
+                                     const float *restrict b, float *restrict xhat, float *restrict y) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      float h = (x[i * d + j] - mean[j]) * invstd[j];
+      xhat[i * d + j] = h;
+      y[i * d + j] = h * w[j] + b[j];
+    }
 }
 
 static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, float *buf, int64_t n) {
@@ -43,31 +72,18 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
   double *acc = ndl_ctx_alloc(ctx, (size_t)d * sizeof(double));
   if (!x || !w || !b || !acc) return ctx->status;
-  column_sums(x, n, d, acc);
+  column_sums(x, n, d, NULL, acc);
   for (int64_t j = 0; j < d; j++) s->mean[j] = (float)acc[j];
   if (allreduce(ctx, s, s->mean, d) != NDL_OK) return ctx->status;
   for (int64_t j = 0; j < d; j++) s->mean[j] = (float)((double)s->mean[j] / (double)s->count);
-  memset(acc, 0, (size_t)d * sizeof(double));
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      double c = (double)x[i * d + j] - s->mean[j];
-      acc[j] += c * c;
-    }
+  column_sums(x, n, d, s->mean, acc);
   for (int64_t j = 0; j < d; j++) s->var[j] = (float)acc[j];
   if (allreduce(ctx, s, s->var, d) != NDL_OK) return ctx->status;
   for (int64_t j = 0; j < d; j++) {
     s->var[j] = (float)((double)s->var[j] / (double)s->count);
     s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
   }
-  float *y = ndl_tensor_ptr(node);
-  for (int64_t i = 0; i < n; i++) {
-    const float *xr = x + i * d;
-    float *hr = s->xhat + i * d, *yr = y + i * d;
-    for (int64_t j = 0; j < d; j++) {
-      hr[j] = (xr[j] - s->mean[j]) * s->invstd[j];
-      yr[j] = hr[j] * w[j] + b[j];
-    }
-  }
+  bn_apply(x, n, d, s->mean, s->invstd, w, b, s->xhat, ndl_tensor_ptr(node));
   return NDL_OK;
 }
 
@@ -161,8 +177,45 @@ static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_
   float *db = grad_target(ctx, b, grads, 2, &fresh);
   if (db) {
     if (fresh) memset(db, 0, (size_t)out * sizeof(float));
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < out; j++) db[j] += g[i * out + j];
+    add_column_sums(g, n, out, db);
+  }
+}
+
+/* Column pass of batchnorm backward: dw += sum g*xhat, db += sum g, and the double sums
+ * s1 = sum dxhat, s2 = sum dxhat*xhat over rows (dxhat = g*w). */
+NDL_SIMD_CLONES static void bn_backward_sums(const float *restrict g, const float *restrict xhat,
+                                             const float *restrict w, int64_t n, int64_t d,
+                                             float *restrict dw, float *restrict db, double *restrict s1,
+                                             double *restrict s2) {
+  if (db) add_column_sums(g, n, d, db);
+  for (int64_t i = 0; i < n; i++) {
+    const float *gr = g + i * d, *hr = xhat + i * d;
+    if (dw)
+      for (int64_t j = 0; j < d; j++) dw[j] += gr[j] * hr[j];
+    if (s1)
+      for (int64_t j = 0; j < d; j++) {
+        double dh = (double)(gr[j] * w[j]);
+        s1[j] += dh;
+        s2[j] += dh * (double)hr[j];
+      }
+  }
+}
+
+/* dx += invstd * (dxhat - s1/count - xhat * s2/count), per column (batch) or per row (layer). */
+NDL_SIMD_CLONES static void norm_dx(const float *restrict g, const float *restrict xhat, const float *restrict w,
+                                    const float *restrict invstd, const float *restrict sums, int64_t n,
+                                    int64_t d, float inv_count, int per_row, float *restrict dx) {
+  int64_t ns = per_row ? n : d;
+  for (int64_t i = 0; i < n; i++) {
+    const float *gr = g + i * d, *hr = xhat + i * d;
+    float *dr = dx + i * d;
+    if (per_row) {
+      float inv = invstd[i], m1 = sums[i] * inv_count, m2 = sums[ns + i] * inv_count;
+      for (int64_t j = 0; j < d; j++) dr[j] += inv * (gr[j] * w[j] - m1 - hr[j] * m2);
+    } else {
+      for (int64_t j = 0; j < d; j++)
+        dr[j] += invstd[j] * (gr[j] * w[j] - sums[j] * inv_count - hr[j] * (sums[ns + j] * inv_count));
+    }
   }
 }
 
@@ -175,38 +228,31 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
   const float *w = ndl_cpu_contiguous(ctx, node->src[1]);
   int fw, fb, fx;
   float *dw = grad_target(ctx, node->src[1], grads, 1, &fw), *db = grad_target(ctx, node->src[2], grads, 2, &fb);
+  int need_dx = node->src[0]->requires_grad;
+  double *acc = need_dx ? ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(double)) : NULL;
+  float *sums = need_dx ? ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(float)) : NULL;
   if (!w || ctx->status != NDL_OK) return;
   if (dw && fw) memset(dw, 0, (size_t)d * sizeof(float));
   if (db && fb) memset(db, 0, (size_t)d * sizeof(float));
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      if (dw) dw[j] += g[i * d + j] * s->xhat[i * d + j];
-      if (db) db[j] += g[i * d + j];
-    }
-  if (!node->src[0]->requires_grad) return;
-  double *a1 = ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(double));
-  float *sums = ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(float));
-  if (!a1 || !sums) return;
-  memset(a1, 0, (size_t)(2 * ns) * sizeof(double));
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      double dh = (double)g[i * d + j] * w[j];
-      int64_t k = batch ? j : i;
-      a1[k] += dh;
-      a1[ns + k] += dh * s->xhat[i * d + j];
-    }
-  for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)a1[k];
+  if (acc) memset(acc, 0, (size_t)(2 * ns) * sizeof(double));
+  if (batch) {
+    bn_backward_sums(g, s->xhat, w, n, d, dw, db, acc, acc ? acc + d : NULL);
+  } else {
+    bn_backward_sums(g, s->xhat, w, n, d, dw, db, NULL, NULL);
+    for (int64_t i = 0; acc && i < n; i++)
+      for (int64_t j = 0; j < d; j++) {
+        double dh = (double)(g[i * d + j] * w[j]);
+        acc[i] += dh;
+        acc[ns + i] += dh * (double)s->xhat[i * d + j];
+      }
+  }
+  if (!need_dx) return;
+  for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)acc[k];
   if (batch && allreduce(ctx, s, sums, 2 * ns) != NDL_OK) return;
   float *dx = grad_target(ctx, node->src[0], grads, 0, &fx);
   if (!dx) return;
   if (fx) memset(dx, 0, (size_t)(n * d) * sizeof(float));
-  float inv_count = (float)(1.0 / (double)s->count);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      int64_t k = batch ? j : i;
-      float dh = g[i * d + j] * w[j], inv = s->invstd[k];
-      dx[i * d + j] += inv * (dh - sums[k] * inv_count - s->xhat[i * d + j] * sums[ns + k] * inv_count);
-    }
+  norm_dx(g, s->xhat, w, s->invstd, sums, n, d, (float)(1.0 / (double)s->count), !batch, dx);
 }
 
 static void softmax_ce_backward(ndl_ctx *ctx, ndl_tensor *node, float g, ndl_tensor **grads) {
