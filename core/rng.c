@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "core/simd.h"
+
 void ndl_rng_seed(ndl_rng *r, uint32_t seed) {
   r->mt[0] = seed;
   for (int i = 1; i < NDL_RNG_N; i++)
@@ -31,14 +33,16 @@ static void regenerate(ndl_rng *r) {
   r->pos = 0;
 }
 
-static inline uint32_t next_u32(ndl_rng *r) {
-  if (r->pos >= NDL_RNG_N) regenerate(r);
-  uint32_t y = r->mt[r->pos++];
+static inline uint32_t temper(uint32_t y) {
   y ^= y >> 11;
   y ^= (y << 7) & 0x9d2c5680u;
   y ^= (y << 15) & 0xefc60000u;
-  y ^= y >> 18;
-  return y;
+  return y ^ (y >> 18);
+}
+
+static inline uint32_t next_u32(ndl_rng *r) {
+  if (r->pos >= NDL_RNG_N) regenerate(r);
+  return temper(r->mt[r->pos++]);
 }
 
 static inline double next_rand(ndl_rng *r) {
@@ -50,14 +54,39 @@ uint32_t ndl_rng_u32(ndl_rng *r) { return next_u32(r); }
 
 double ndl_rng_rand(ndl_rng *r) { return next_rand(r); }
 
+/* out[k] = (rand from words w[2k], w[2k+1]) <= p, for k < count: a vectorizable block. */
+NDL_SIMD_CLONES static void bernoulli_block(const uint32_t *restrict w, int64_t count, double p,
+                                            float *restrict out) {
+  for (int64_t k = 0; k < count; k++) {
+    int32_t a = (int32_t)(temper(w[2 * k]) >> 5), b = (int32_t)(temper(w[2 * k + 1]) >> 6);
+    double u = ((double)a * 67108864.0 + (double)b) * (1.0 / 9007199254740992.0);
+    out[k] = u <= p ? 1.0f : 0.0f;
+  }
+}
+
 void ndl_rng_fill_bernoulli(ndl_rng *r, float *out, int64_t n, double p) {
-  for (int64_t i = 0; i < n; i++) out[i] = next_rand(r) <= p ? 1.0f : 0.0f;
+  int64_t i = 0;
+  while (i < n) {
+    if (r->pos >= NDL_RNG_N) regenerate(r);
+    int64_t pairs = (NDL_RNG_N - r->pos) / 2;
+    if (pairs == 0) { /* the two words of this draw straddle a regeneration */
+      out[i++] = next_rand(r) <= p ? 1.0f : 0.0f;
+      continue;
+    }
+    int64_t take = pairs < n - i ? pairs : n - i;
+    bernoulli_block(r->mt + r->pos, take, p, out + i);
+    r->pos += (int)(2 * take);
+    i += take;
+  }
 }
 
 void ndl_rng_skip_rand(ndl_rng *r, int64_t n) {
-  for (int64_t i = 0; i < 2 * n; i++) {
+  int64_t words = 2 * n;
+  while (words > 0) {
     if (r->pos >= NDL_RNG_N) regenerate(r);
-    r->pos++;
+    int64_t take = NDL_RNG_N - r->pos < words ? NDL_RNG_N - r->pos : words;
+    r->pos += (int)take;
+    words -= take;
   }
 }
 

@@ -1,6 +1,6 @@
 /* threadpool.c: workers wait for a job generation (spinning briefly, then sleeping on a condition
  * variable), take task indices from an atomic counter, and report completion through another.
- * Leaves out: nested parallelism (a task must not call ndl_parallel_for). */
+ * A task that calls ndl_parallel_for again runs the inner loop inline on its own thread. */
 #include "core/threadpool.h"
 
 #include <pthread.h>
@@ -26,9 +26,13 @@ static struct {
   atomic_int stop;
 } pool = {.nthreads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
+static _Thread_local int in_task; /* set while this thread runs tasks: nested loops run inline */
+
 static void run_tasks(void) {
   int64_t i;
+  in_task = 1;
   while ((i = atomic_fetch_add(&pool.next, 1)) < pool.ntasks) pool.fn(pool.arg, i);
+  in_task = 0;
 }
 
 static void *worker_main(void *unused) {
@@ -73,7 +77,7 @@ void ndl_threadpool_set_threads(int n) {
 int ndl_threadpool_threads(void) { return pool.nthreads; }
 
 void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void *arg) {
-  if (pool.nthreads == 1 || ntasks <= 1) {
+  if (pool.nthreads == 1 || ntasks <= 1 || in_task) {
     for (int64_t i = 0; i < ntasks; i++) fn(arg, i);
     return;
   }

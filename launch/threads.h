@@ -1,5 +1,5 @@
-/* threads.h: how many compute threads a rank uses for its GEMMs (--threads, default 1: see
- * threads.c for why) and the matching OpenBLAS setting. */
+/* threads.h: how many CPU threads a rank uses (--threads, default cores / local ranks) and the
+ * matching OpenBLAS setting. */
 #ifndef NDL_THREADS_H
 #define NDL_THREADS_H
 
@@ -7,7 +7,8 @@
 extern "C" {
 #endif
 
-/* Decide the compute thread count (requested > 0 wins, else 1), apply it, and return it. */
+/* Decide the thread count (requested > 0 wins, else online cores / local_ranks, at least 1), apply
+ * it, and return it. */
 int ndl_threads_configure(int requested, int local_ranks);
 
 #ifdef __cplusplus

@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/simd.h"
+#include "core/threadpool.h"
 
 typedef struct sgd {
   ndl_optim base;
@@ -28,11 +29,11 @@ typedef struct rmsprop {
 
 /* ---- update loops ---- */
 
-static void sgd_step(ndl_optim *o) {
+static void sgd_step(ndl_optim *o, int64_t lo, int64_t hi) {
   const sgd *s = (const sgd *)o;
-  float *theta = o->params->data;
-  const float *grad = o->params->grad;
-  const int64_t n = o->params->numel;
+  float *theta = o->params->data + lo;
+  const float *grad = o->params->grad + lo;
+  const int64_t n = hi - lo;
   const float lr = (float)o->lr, wd = (float)o->weight_decay;
   if (!o->state) { /* momentum 0: u = 0*u + 1*g = g, so no buffer is needed */
     for (int64_t i = 0; i < n; i++) {
@@ -42,7 +43,7 @@ static void sgd_step(ndl_optim *o) {
     return;
   }
   const float m = (float)s->momentum, one_m = (float)(1.0 - s->momentum);
-  float *u = o->state;
+  float *u = o->state + lo;
   for (int64_t i = 0; i < n; i++) {
     float g = grad[i] + wd * theta[i];
     u[i] = m * u[i] + one_m * g;
@@ -83,28 +84,30 @@ NDL_SIMD_CLONES static void adam_decoupled(float *restrict theta, const float *r
   adam_loop(theta, grad, m, v, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], 1);
 }
 
-static void adam_update(ndl_optim *o, int decoupled) {
+static void adam_update(ndl_optim *o, int decoupled, int64_t lo, int64_t hi) {
   const adam *a = (const adam *)o;
-  const int64_t n = o->params->numel;
+  const int64_t n = hi - lo, total = o->params->numel;
   const double t = (double)o->t; /* already incremented by ndl_optim_step */
   /* scalars rounded to float32 once, as numpy does for float32 arrays and Python floats */
   const float k[10] = {(float)a->beta1, (float)(1.0 - a->beta1), (float)a->beta2, (float)(1.0 - a->beta2),
                        (float)(1.0 - pow(a->beta1, t)), (float)(1.0 - pow(a->beta2, t)), (float)o->lr,
                        (float)a->eps, decoupled ? 0.0f : (float)o->weight_decay,
                        (float)(1.0 - o->lr * o->weight_decay)};
-  if (decoupled) adam_decoupled(o->params->data, o->params->grad, o->state, o->state + n, n, k);
-  else adam_coupled(o->params->data, o->params->grad, o->state, o->state + n, n, k);
+  float *theta = o->params->data + lo, *m = o->state + lo, *v = o->state + total + lo;
+  const float *grad = o->params->grad + lo;
+  if (decoupled) adam_decoupled(theta, grad, m, v, n, k);
+  else adam_coupled(theta, grad, m, v, n, k);
 }
 
-static void adam_step(ndl_optim *o) { adam_update(o, 0); }
-static void adamw_step(ndl_optim *o) { adam_update(o, 1); }
+static void adam_step(ndl_optim *o, int64_t lo, int64_t hi) { adam_update(o, 0, lo, hi); }
+static void adamw_step(ndl_optim *o, int64_t lo, int64_t hi) { adam_update(o, 1, lo, hi); }
 
-static void rmsprop_step(ndl_optim *o) {
+static void rmsprop_step(ndl_optim *o, int64_t lo, int64_t hi) {
   const rmsprop *r = (const rmsprop *)o;
-  float *theta = o->params->data;
-  const float *grad = o->params->grad;
-  const int64_t n = o->params->numel;
-  float *cache = o->state;
+  float *theta = o->params->data + lo;
+  const float *grad = o->params->grad + lo;
+  const int64_t n = hi - lo;
+  float *cache = o->state + lo;
   const float lr = (float)o->lr, wd = (float)o->weight_decay, eps = (float)r->eps;
   const float d = (float)r->decay, one_d = (float)(1.0 - r->decay);
   for (int64_t i = 0; i < n; i++) {
@@ -219,12 +222,27 @@ ndl_optim *ndl_optim_rmsprop_new(ndl_params *params, double lr, double decay, do
 
 /* ---- base operations ---- */
 
+static void step_chunk(void *arg, int64_t part) {
+  ndl_optim *o = arg;
+  int parts = ndl_threadpool_threads();
+  int64_t n = o->params->numel;
+  /* chunk edges on 16-float boundaries keep every chunk's vector loop aligned */
+  int64_t lo = n * part / parts / 16 * 16, hi = part + 1 == parts ? n : n * (part + 1) / parts / 16 * 16;
+  o->vt->step(o, lo, hi);
+}
+
 void ndl_optim_step(ndl_optim *o) {
   NDL_ASSERT(o && o->params && o->params->grad);
   /* the store must not grow after the optimizer sized its state */
   NDL_ASSERT(o->state_numel == o->vt->state_per_param * o->params->numel);
   o->t++;
-  o->vt->step(o);
+  /* every element is independent, so any split gives the same bits */
+  int threads = ndl_threadpool_threads();
+  if (threads == 1 || o->params->numel < 8192) {
+    o->vt->step(o, 0, o->params->numel);
+    return;
+  }
+  ndl_parallel_for(threads, step_chunk, o);
 }
 
 void ndl_optim_zero_grad(ndl_optim *o) { ndl_params_zero_grad(o->params); }

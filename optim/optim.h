@@ -24,7 +24,7 @@ typedef struct ndl_optim ndl_optim;
 typedef struct ndl_optim_vtable {
   const char *name;            /* "sgd", "adam", "adamw", "rmsprop" */
   int state_per_param;         /* state floats per parameter float (0, 1 or 2) */
-  void (*step)(ndl_optim *o);  /* one update of params->data from params->grad */
+  void (*step)(ndl_optim *o, int64_t lo, int64_t hi); /* update elements [lo, hi) of the flat buffers */
 } ndl_optim_vtable;
 
 /* Base struct; every optimizer starts with it. Fields are readable; lr may be set between steps

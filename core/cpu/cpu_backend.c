@@ -58,8 +58,12 @@ static const float *gemm_operand(ndl_ctx *ctx, const ndl_tensor *t, enum CBLAS_T
   return ndl_cpu_contiguous(ctx, t);
 }
 
-/* Smallest GEMM worth splitting across threads. */
-#define NDL_GEMM_SPLIT_FLOPS 200000.0
+/* GEMMs of at least this many FLOPs are computed as NDL_GEMM_BLOCKS fixed row blocks, in parallel
+ * when the pool has threads and one after the other otherwise, so the result is the same for any
+ * thread count (OpenBLAS may round a block differently from the whole). Smaller GEMMs gain nothing
+ * from a split at this workload's sizes. */
+#define NDL_GEMM_SPLIT_FLOPS 8e6
+#define NDL_GEMM_BLOCKS 2
 
 typedef struct gemm_job {
   enum CBLAS_TRANSPOSE ta, tb;
@@ -95,10 +99,9 @@ ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, 
     return NDL_OK;
   }
   gemm_job job = {ta, tb, m, n, k, pa, lda, pb, ldb, beta, c, 1};
-  int threads = ndl_threadpool_threads();
-  if (threads > 1 && m >= 16 && 2.0 * (double)m * n * k >= NDL_GEMM_SPLIT_FLOPS) {
-    job.parts = threads;
-    ndl_parallel_for(threads, gemm_part, &job);
+  if (m >= 16 * NDL_GEMM_BLOCKS && 2.0 * (double)m * n * k >= NDL_GEMM_SPLIT_FLOPS) {
+    job.parts = NDL_GEMM_BLOCKS;
+    ndl_parallel_for(NDL_GEMM_BLOCKS, gemm_part, &job);
   } else {
     gemm_part(&job, 0);
   }

@@ -8,6 +8,7 @@
 #include "core/nn_ops.h"
 #include "core/op_impl.h"
 #include "core/simd.h"
+#include "core/threadpool.h"
 
 /* out[j] += sum over rows of a[i, j] (float accumulation, row order). */
 NDL_SIMD_CLONES static void add_column_sums(const float *restrict a, int64_t n, int64_t d, float *restrict out) {
@@ -159,25 +160,46 @@ static float *grad_target(ndl_ctx *ctx, ndl_tensor *src, ndl_tensor **grads, int
   return grads[i] ? ndl_tensor_ptr(grads[i]) : NULL;
 }
 
+typedef struct linear_bw_job {
+  ndl_ctx *ctx;
+  ndl_tensor gt, wt, xt;
+  const float *g;
+  float *dx, *dw, *db;
+  float beta_x, beta_w;
+  int64_t n, out;
+} linear_bw_job;
+
+/* Task 0: dx = g . w^T; task 1: dw = x^T . g and db = column sums of g. Independent outputs. */
+static void linear_bw_task(void *arg, int64_t task) {
+  linear_bw_job *j = arg;
+  if (task == 0 && j->dx) ndl_cpu_gemm(j->ctx, &j->gt, &j->wt, j->dx, j->beta_x);
+  if (task == 1 && j->dw) ndl_cpu_gemm(j->ctx, &j->xt, &j->gt, j->dw, j->beta_w);
+  if (task == 1 && j->db) add_column_sums(j->g, j->n, j->out, j->db);
+}
+
 static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_tensor **grads) {
-  ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2], gt;
-  int64_t n = node->shape[0], out = node->shape[1];
-  ndl_tensor_init_view(&gt, (float *)g, 2, node->shape);
-  int fresh;
-  float *dx = grad_target(ctx, x, grads, 0, &fresh);
-  if (dx) {
-    ndl_tensor wt = ndl_view_transposed(w);
-    ndl_cpu_gemm(ctx, &gt, &wt, dx, fresh ? 0.0f : 1.0f);
-  }
-  float *dw = grad_target(ctx, w, grads, 1, &fresh);
-  if (dw) {
-    ndl_tensor xt = ndl_view_transposed(x);
-    ndl_cpu_gemm(ctx, &xt, &gt, dw, fresh ? 0.0f : 1.0f);
-  }
-  float *db = grad_target(ctx, b, grads, 2, &fresh);
-  if (db) {
-    if (fresh) memset(db, 0, (size_t)out * sizeof(float));
-    add_column_sums(g, n, out, db);
+  ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
+  linear_bw_job j = {.ctx = ctx, .g = g, .n = node->shape[0], .out = node->shape[1]};
+  ndl_tensor_init_view(&j.gt, (float *)g, 2, node->shape);
+  j.wt = ndl_view_transposed(w);
+  j.xt = ndl_view_transposed(x);
+  int fx, fw, fb;
+  j.dx = grad_target(ctx, x, grads, 0, &fx);
+  j.dw = grad_target(ctx, w, grads, 1, &fw);
+  j.db = grad_target(ctx, b, grads, 2, &fb);
+  if (ctx->status != NDL_OK) return;
+  j.beta_x = fx ? 0.0f : 1.0f;
+  j.beta_w = fw ? 0.0f : 1.0f;
+  if (j.db && fb) memset(j.db, 0, (size_t)j.out * sizeof(float));
+  /* The two products run concurrently on two threads when both are needed; operands that would
+   * need a contiguous copy (step-arena allocation, single-threaded) keep it sequential. */
+  int parallel = j.dx && j.dw && ndl_threadpool_threads() > 1 && ndl_tensor_is_contiguous(x) &&
+                 ndl_tensor_is_contiguous(w);
+  if (parallel) {
+    ndl_parallel_for(2, linear_bw_task, &j);
+  } else {
+    linear_bw_task(&j, 0);
+    linear_bw_task(&j, 1);
   }
 }
 
