@@ -1,0 +1,170 @@
+/* dist.c: the transport-independent half of the process group: launcher detection, NDL_FAULT parsing
+ * and injection, argument checks, the world-size-1 early returns, logging and abort.
+ * Leaves out: every MPI call (dist_mpi.c) and the startup agreement check (dist_check.c). */
+#include "dist/dist_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+/* World size announced by a launcher: 0 = not launched, -1 = launched with an unknown size. */
+static int env_world(void) {
+  const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+  if (!s) s = getenv("PMI_SIZE");
+  if (s) return atoi(s) > 0 ? atoi(s) : -1;
+  if (getenv("PMIX_RANK") || getenv("PMI_RANK")) return -1;
+  return 0;
+}
+
+static ndl_status parse_fault(ndl_dist *d, const char *spec) {
+  d->fault_action = NDL_FAULT_NONE;
+  if (!spec || !*spec) return NDL_OK;
+  int rank = -1;
+  long long step = -1;
+  char action[16] = {0};
+  int used = 0;
+  if (sscanf(spec, "rank=%d,step=%lld,action=%15[a-z]%n", &rank, &step, action, &used) != 3 ||
+      spec[used] != '\0' || rank < 0 || step < 0 ||
+      (strcmp(action, "exit") != 0 && strcmp(action, "hang") != 0))
+    return ndl_errorf(NDL_ERR_ARG,
+                      "NDL_FAULT=\"%s\": expected \"rank=R,step=S,action=exit|hang\" (R, S >= 0)",
+                      spec);
+  d->fault_rank = rank;
+  d->fault_step = step;
+  d->fault_action = strcmp(action, "exit") == 0 ? NDL_FAULT_EXIT : NDL_FAULT_HANG;
+  return NDL_OK;
+}
+
+ndl_status ndl_dist_init(ndl_dist **out, double timeout_s) {
+  NDL_ASSERT(out);
+  *out = NULL;
+  if (!(timeout_s > 0))
+    return ndl_errorf(NDL_ERR_ARG, "dist: timeout must be > 0 seconds, got %g", timeout_s);
+  ndl_dist *d = ndl_calloc(1, sizeof *d);
+  if (!d) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
+  d->world = d->local_size = 1;
+  d->timeout_s = timeout_s;
+  ndl_status st = parse_fault(d, getenv("NDL_FAULT"));
+  int ew = env_world();
+  if (st == NDL_OK && (ew > 1 || ew < 0)) st = ndl_dist_mpi_init(d, ew);
+  if (st != NDL_OK) {
+    ndl_free(d);
+    return st;
+  }
+  *out = d;
+  return NDL_OK;
+}
+
+int ndl_dist_rank(const ndl_dist *d) { return d->rank; }
+int ndl_dist_world(const ndl_dist *d) { return d->world; }
+int ndl_dist_local_rank(const ndl_dist *d) { return d->local_rank; }
+int ndl_dist_local_size(const ndl_dist *d) { return d->local_size; }
+void ndl_dist_set_step(ndl_dist *d, int64_t step) { d->step = step; }
+
+static void vlog(const ndl_dist *d, const char *fmt, va_list ap) {
+  char line[1024];
+  int k = d ? snprintf(line, sizeof line, "ndl-train: rank %d: ", d->rank)
+            : snprintf(line, sizeof line, "ndl-train: ");
+  vsnprintf(line + k, sizeof line - (size_t)k - 1, fmt, ap);
+  strcat(line, "\n");
+  fflush(stdout);
+  fputs(line, stderr);
+  fflush(stderr);
+}
+
+void ndl_dist_log_all(const ndl_dist *d, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(d, fmt, ap);
+  va_end(ap);
+}
+
+void ndl_dist_log0(const ndl_dist *d, const char *fmt, ...) {
+  if (d && d->rank != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(d, fmt, ap);
+  va_end(ap);
+}
+
+void ndl_dist_abort(ndl_dist *d, int code) {
+  fflush(stdout);
+  fflush(stderr);
+  if (d && d->mpi) ndl_dist_mpi_abort(d, code);
+  exit(code);
+}
+
+void ndl_dist_free(ndl_dist *d) {
+  if (!d) return;
+  if (d->mpi) ndl_dist_mpi_free(d);
+  ndl_free(d);
+}
+
+/* NDL_FAULT: on the chosen rank, at the first collective at or after the chosen step. */
+static void maybe_inject_fault(ndl_dist *d, const char *what) {
+  if (d->fault_action == NDL_FAULT_NONE || d->rank != d->fault_rank || d->step < d->fault_step)
+    return;
+  ndl_dist_log_all(d, "NDL_FAULT: %s instead of joining %s (collective #%lld) at step %lld",
+                   d->fault_action == NDL_FAULT_EXIT ? "exiting with status 1" : "hanging", what,
+                   (long long)d->seq, (long long)d->step);
+  if (d->fault_action == NDL_FAULT_EXIT) _exit(1);
+  for (;;) sleep(60);
+}
+
+/* Common entry of every collective with world > 1. */
+static ndl_status run(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, int64_t count,
+                      int root, const char *what) {
+  if (d->broken)
+    return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
+  d->seq++;
+  maybe_inject_fault(d, what);
+  ndl_status st = ndl_dist_mpi_collective(d, op, buf, src, count, root, what);
+  if (st != NDL_OK) d->broken = 1;
+  return st;
+}
+
+ndl_status ndl_dist_allreduce_sum(ndl_dist *d, float *buf, int64_t n, const char *what) {
+  NDL_ASSERT(d && what && n >= 0 && (buf || n == 0));
+  if (d->world == 1) return NDL_OK;
+  return run(d, NDL_DIST_SUM_F32, buf, NULL, n, 0, what);
+}
+
+ndl_status ndl_dist_allreduce_sum_f64(ndl_dist *d, double *buf, int64_t n, const char *what) {
+  NDL_ASSERT(d && what && n >= 0 && (buf || n == 0));
+  if (d->world == 1) return NDL_OK;
+  return run(d, NDL_DIST_SUM_F64, buf, NULL, n, 0, what);
+}
+
+ndl_status ndl_dist_broadcast(ndl_dist *d, void *buf, int64_t bytes, int root, const char *what) {
+  NDL_ASSERT(d && what && bytes >= 0 && (buf || bytes == 0));
+  if (root < 0 || root >= d->world)
+    return ndl_errorf(NDL_ERR_ARG, "%s: broadcast root %d outside 0..%d", what, root, d->world - 1);
+  if (d->world == 1) return NDL_OK;
+  return run(d, NDL_DIST_BCAST, buf, NULL, bytes, root, what);
+}
+
+ndl_status ndl_dist_allgather(ndl_dist *d, const void *mine, void *all, int64_t bytes,
+                              const char *what) {
+  NDL_ASSERT(d && what && bytes >= 0 && ((mine && all) || bytes == 0));
+  char *slot = (char *)all + (size_t)bytes * (size_t)d->rank;
+  if (d->world == 1) {
+    if (bytes > 0 && mine != all) memmove(all, mine, (size_t)bytes);
+    return NDL_OK;
+  }
+  return run(d, NDL_DIST_ALLGATHER, all, mine == slot ? NULL : mine, bytes, 0, what);
+}
+
+ndl_status ndl_dist_barrier(ndl_dist *d, const char *what) {
+  NDL_ASSERT(d && what);
+  if (d->world == 1) return NDL_OK;
+  return run(d, NDL_DIST_BARRIER, NULL, NULL, 0, 0, what);
+}
+
+ndl_status ndl_dist_allreduce_cb(void *handle, float *buf, int64_t n) {
+  return ndl_dist_allreduce_sum((ndl_dist *)handle, buf, n, "syncbn allreduce");
+}

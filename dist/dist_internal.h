@@ -1,0 +1,45 @@
+/* dist_internal.h: the handle behind dist.h and the transport interface that dist_mpi.c (MPI) or
+ * dist_nompi.c (builds without MPI) implements. Only dist/ includes this file. */
+#ifndef NDL_DIST_INTERNAL_H
+#define NDL_DIST_INTERNAL_H
+
+#include <stdint.h>
+
+#include "dist/dist.h"
+
+typedef enum ndl_dist_op {
+  NDL_DIST_SUM_F32,
+  NDL_DIST_SUM_F64,
+  NDL_DIST_BCAST,
+  NDL_DIST_ALLGATHER,
+  NDL_DIST_BARRIER,
+} ndl_dist_op;
+
+typedef enum ndl_fault_action { NDL_FAULT_NONE, NDL_FAULT_EXIT, NDL_FAULT_HANG } ndl_fault_action;
+
+typedef struct ndl_dist_mpi ndl_dist_mpi; /* transport state (dist_mpi.c) */
+
+struct ndl_dist {
+  int rank, world, local_rank, local_size;
+  double timeout_s;
+  int64_t step;
+  int64_t seq;    /* number of the current collective, 1-based, equal on all ranks */
+  int broken;     /* a collective failed: later ones fail at once, free skips MPI_Finalize */
+  int fault_rank; /* NDL_FAULT: rank, step and action (NDL_FAULT_NONE when unset) */
+  int64_t fault_step;
+  ndl_fault_action fault_action;
+  ndl_dist_mpi *mpi; /* NULL when no MPI was initialized (world 1) */
+};
+
+/* Initialize MPI and fill rank/world/local_rank/local_size and d->mpi. env_world is the size the
+ * launcher announced (-1 when only a rank variable was found). */
+ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world);
+/* One collective (d->seq already advanced) under the watchdog. count is elements for the sums and
+ * bytes otherwise; src is the allgather input (NULL: in place at buf + rank*count). */
+ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const void *src,
+                                   int64_t count, int root, const char *what);
+/* MPI_Abort(MPI_COMM_WORLD, code) when MPI is up; returns only when it could not abort. */
+void ndl_dist_mpi_abort(ndl_dist *d, int code);
+void ndl_dist_mpi_free(ndl_dist *d);
+
+#endif

@@ -1,0 +1,298 @@
+/* dist_mpi.c: the MPI transport: init/finalize, nonblocking collectives polled under the watchdog
+ * deadline, and the arrival protocol that names a stalled rank. On entering collective k every rank
+ * sends an 8-byte token k to each peer on a private communicator (one Irecv per peer is always
+ * posted); on timeout the ranks whose token k has not arrived are the ones named.
+ * Leaves out: NCCL (GPU) collectives and recovery after a failure (the job is ended instead). */
+#include <mpi.h>
+
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "dist/dist_internal.h"
+
+#define TOKEN_TAG 7001
+#define SEND_RING 8 /* outstanding token sends per peer */
+#define CHUNK (INT_MAX / 8) /* elements or bytes per MPI call (MPI counts are int) */
+
+struct ndl_dist_mpi {
+  MPI_Comm coll;           /* collectives */
+  MPI_Comm tok;            /* arrival tokens */
+  int owns_mpi;            /* this handle called MPI_Init */
+  int64_t *arrived;        /* [world] tokens received from each peer */
+  int64_t *tok_in;         /* [world] receive buffers */
+  MPI_Request *rreq;       /* [world] the posted token Irecv of each peer */
+  int64_t *tok_out;        /* [world * SEND_RING] send buffers */
+  MPI_Request *sreq;       /* [world * SEND_RING] */
+};
+
+static ndl_status mpi_fail(ndl_dist *d, int rc, const char *stmt, const char *file, int line) {
+  char err[MPI_MAX_ERROR_STRING] = "";
+  int len = 0;
+  MPI_Error_string(rc, err, &len);
+  ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, err);
+  d->broken = 1;
+  return ndl_errorf(NDL_ERR_DIST, "MPI call failed at %s:%d: %s", file, line, err);
+}
+
+/* The one check macro for MPI calls: logs statement, file:line and rank, returns NDL_ERR_DIST. */
+#define NDL_MPI_CHECK(d, stmt)                                                  \
+  do {                                                                          \
+    int ndl_rc_ = (stmt);                                                       \
+    if (ndl_rc_ != MPI_SUCCESS) return mpi_fail((d), ndl_rc_, #stmt, __FILE__, __LINE__); \
+  } while (0)
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int env_int(const char *name, int fallback) {
+  const char *s = getenv(name);
+  return s && *s ? atoi(s) : fallback;
+}
+
+static ndl_status local_ranks(ndl_dist *d) {
+  d->local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", -1);
+  d->local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", -1);
+  if (d->local_rank >= 0 && d->local_size > 0) return NDL_OK;
+  MPI_Comm node;
+  NDL_MPI_CHECK(d, MPI_Comm_split_type(d->mpi->coll, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL,
+                                       &node));
+  NDL_MPI_CHECK(d, MPI_Comm_rank(node, &d->local_rank));
+  NDL_MPI_CHECK(d, MPI_Comm_size(node, &d->local_size));
+  NDL_MPI_CHECK(d, MPI_Comm_free(&node));
+  return NDL_OK;
+}
+
+static ndl_status post_token_recv(ndl_dist *d, int peer) {
+  ndl_dist_mpi *m = d->mpi;
+  NDL_MPI_CHECK(d, MPI_Irecv(&m->tok_in[peer], 1, MPI_INT64_T, peer, TOKEN_TAG, m->tok,
+                             &m->rreq[peer]));
+  return NDL_OK;
+}
+
+static ndl_status alloc_tokens(ndl_dist *d) {
+  ndl_dist_mpi *m = d->mpi;
+  size_t w = (size_t)d->world;
+  m->arrived = ndl_calloc(w, sizeof *m->arrived);
+  m->tok_in = ndl_calloc(w, sizeof *m->tok_in);
+  m->rreq = ndl_calloc(w, sizeof *m->rreq);
+  m->tok_out = ndl_calloc(w * SEND_RING, sizeof *m->tok_out);
+  m->sreq = ndl_calloc(w * SEND_RING, sizeof *m->sreq);
+  if (!m->arrived || !m->tok_in || !m->rreq || !m->tok_out || !m->sreq)
+    return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory for %d ranks", d->world);
+  for (size_t i = 0; i < w; i++) m->rreq[i] = MPI_REQUEST_NULL;
+  for (size_t i = 0; i < w * SEND_RING; i++) m->sreq[i] = MPI_REQUEST_NULL;
+  for (int p = 0; p < d->world; p++) {
+    if (p == d->rank) continue;
+    ndl_status st = post_token_recv(d, p);
+    if (st != NDL_OK) return st;
+  }
+  return NDL_OK;
+}
+
+static ndl_status init_comms(ndl_dist *d) {
+  ndl_dist_mpi *m = d->mpi;
+  int flag = 0;
+  NDL_MPI_CHECK(d, MPI_Initialized(&flag));
+  if (!flag) {
+    int provided = 0;
+    NDL_MPI_CHECK(d, MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
+    m->owns_mpi = 1;
+  }
+  NDL_MPI_CHECK(d, MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  NDL_MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &m->coll));
+  NDL_MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &m->tok));
+  NDL_MPI_CHECK(d, MPI_Comm_set_errhandler(m->coll, MPI_ERRORS_RETURN));
+  NDL_MPI_CHECK(d, MPI_Comm_set_errhandler(m->tok, MPI_ERRORS_RETURN));
+  NDL_MPI_CHECK(d, MPI_Comm_rank(m->coll, &d->rank));
+  NDL_MPI_CHECK(d, MPI_Comm_size(m->coll, &d->world));
+  return NDL_OK;
+}
+
+ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world) {
+  ndl_dist_mpi *m = ndl_calloc(1, sizeof *m);
+  if (!m) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
+  m->coll = m->tok = MPI_COMM_NULL;
+  d->mpi = m;
+  ndl_status st = init_comms(d);
+  if (st == NDL_OK && env_world > 0 && env_world != d->world)
+    st = ndl_errorf(NDL_ERR_DIST, "dist: the launcher announced %d ranks but MPI has %d",
+                    env_world, d->world);
+  if (st == NDL_OK) st = local_ranks(d);
+  if (st == NDL_OK) st = alloc_tokens(d);
+  if (st != NDL_OK) d->broken = 1; /* free below skips MPI_Finalize: a peer may be missing */
+  if (st != NDL_OK) ndl_dist_mpi_free(d);
+  return st;
+}
+
+/* Count every token that has arrived, re-posting each peer's Irecv. */
+static ndl_status drain_tokens(ndl_dist *d) {
+  ndl_dist_mpi *m = d->mpi;
+  for (int p = 0; p < d->world; p++) {
+    if (p == d->rank) continue;
+    for (;;) {
+      int flag = 0;
+      NDL_MPI_CHECK(d, MPI_Test(&m->rreq[p], &flag, MPI_STATUS_IGNORE));
+      if (!flag) break;
+      m->arrived[p]++;
+      if (m->tok_in[p] != m->arrived[p])
+        return ndl_errorf(NDL_ERR_DIST,
+                          "rank %d is out of step: its collective #%lld arrived as #%lld here "
+                          "(ranks called different collectives)",
+                          p, (long long)m->tok_in[p], (long long)m->arrived[p]);
+      ndl_status st = post_token_recv(d, p);
+      if (st != NDL_OK) return st;
+    }
+  }
+  return NDL_OK;
+}
+
+static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
+  char ranks[256] = "";
+  size_t len = 0;
+  for (int p = 0; p < d->world && len + 16 < sizeof ranks; p++) {
+    if (p == d->rank || d->mpi->arrived[p] >= d->seq) continue;
+    len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%d", len ? "," : "", p);
+  }
+  if (len == 0)
+    return ndl_errorf(NDL_ERR_DIST,
+                      "timed out after %.1f s in %s (collective #%lld) at step %lld: every rank "
+                      "arrived but the collective did not complete (a peer may have died)",
+                      waited, what, (long long)d->seq, (long long)d->step);
+  return ndl_errorf(NDL_ERR_DIST,
+                    "timed out after %.1f s in %s (collective #%lld) at step %lld waiting for "
+                    "rank(s) %s",
+                    waited, what, (long long)d->seq, (long long)d->step, ranks);
+}
+
+/* Poll req until it completes or the deadline t0 + timeout passes: a few fast tests, then sleeps
+ * growing from 20 to 200 us, so a long wait does not spin a core. */
+static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char *what) {
+  long nap_ns = 20000;
+  for (int polls = 0;; polls++) {
+    int flag = 0;
+    NDL_MPI_CHECK(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+    ndl_status st = drain_tokens(d);
+    if (st != NDL_OK) return st;
+    if (flag) return NDL_OK;
+    double waited = now_s() - t0;
+    if (waited >= d->timeout_s) return timeout_error(d, what, waited);
+    if (polls >= 32) {
+      struct timespec ts = {0, nap_ns};
+      nanosleep(&ts, NULL);
+      if (nap_ns < 200000) nap_ns += nap_ns / 2;
+    }
+  }
+}
+
+static ndl_status send_tokens(ndl_dist *d, double t0, const char *what) {
+  ndl_dist_mpi *m = d->mpi;
+  for (int p = 0; p < d->world; p++) {
+    if (p == d->rank) continue;
+    size_t slot = (size_t)p * SEND_RING + (size_t)(d->seq % SEND_RING);
+    ndl_status st = wait_req(d, &m->sreq[slot], t0, what); /* NULL request: done at once */
+    if (st != NDL_OK) return st;
+    m->tok_out[slot] = d->seq;
+    NDL_MPI_CHECK(d, MPI_Isend(&m->tok_out[slot], 1, MPI_INT64_T, p, TOKEN_TAG, m->tok,
+                               &m->sreq[slot]));
+  }
+  return NDL_OK;
+}
+
+static ndl_status start_op(ndl_dist *d, ndl_dist_op op, char *buf, const char *src, int64_t off,
+                           int n, int root, MPI_Request *req) {
+  MPI_Comm c = d->mpi->coll;
+  switch (op) {
+    case NDL_DIST_SUM_F32:
+      NDL_MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, (float *)buf + off, n, MPI_FLOAT, MPI_SUM, c,
+                                      req));
+      return NDL_OK;
+    case NDL_DIST_SUM_F64:
+      NDL_MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, (double *)buf + off, n, MPI_DOUBLE, MPI_SUM,
+                                      c, req));
+      return NDL_OK;
+    case NDL_DIST_BCAST:
+      NDL_MPI_CHECK(d, MPI_Ibcast(buf + off, n, MPI_BYTE, root, c, req));
+      return NDL_OK;
+    case NDL_DIST_ALLGATHER:
+      NDL_MPI_CHECK(d, MPI_Iallgather(src ? src : MPI_IN_PLACE, n, MPI_BYTE, buf, n, MPI_BYTE, c,
+                                      req));
+      return NDL_OK;
+    case NDL_DIST_BARRIER:
+      NDL_MPI_CHECK(d, MPI_Ibarrier(c, req));
+      return NDL_OK;
+  }
+  NDL_ABORT("dist: unknown collective %d", (int)op);
+}
+
+ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const void *src,
+                                   int64_t count, int root, const char *what) {
+  double t0 = now_s();
+  ndl_status st = send_tokens(d, t0, what);
+  if (st != NDL_OK) return st;
+  if (op == NDL_DIST_ALLGATHER && count > INT_MAX)
+    return ndl_errorf(NDL_ERR_ARG, "%s: allgather of %lld bytes per rank is over INT_MAX", what,
+                      (long long)count);
+  int64_t step = (op == NDL_DIST_ALLGATHER || op == NDL_DIST_BARRIER) ? count : CHUNK;
+  int64_t off = 0;
+  do { /* one pass for barrier, allgather and small buffers; chunks of CHUNK otherwise */
+    int n = (int)(count - off < step ? count - off : step);
+    MPI_Request req = MPI_REQUEST_NULL;
+    st = start_op(d, op, buf, src, off, n, root, &req);
+    if (st == NDL_OK) st = wait_req(d, &req, t0, what);
+    if (st != NDL_OK) return st;
+    off += n;
+  } while (off < count);
+  return NDL_OK;
+}
+
+/* The exit code for abort_alarm; a signal handler can take no argument. */
+static volatile sig_atomic_t abort_code = 5;
+
+static void abort_alarm(int sig) {
+  (void)sig;
+  _exit(abort_code);
+}
+
+void ndl_dist_mpi_abort(ndl_dist *d, int code) {
+  (void)d;
+  abort_code = code;
+  signal(SIGALRM, abort_alarm); /* a stuck MPI_Abort still ends this rank, non-zero */
+  alarm(5);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  _exit(code);
+}
+
+static void cancel_recv(MPI_Request *r) {
+  if (*r == MPI_REQUEST_NULL) return;
+  MPI_Cancel(r);
+  MPI_Wait(r, MPI_STATUS_IGNORE);
+}
+
+void ndl_dist_mpi_free(ndl_dist *d) {
+  ndl_dist_mpi *m = d->mpi;
+  if (!m) return;
+  if (!d->broken) {
+    if (m->rreq)
+      for (int p = 0; p < d->world; p++) cancel_recv(&m->rreq[p]);
+    if (m->sreq) MPI_Waitall(d->world * SEND_RING, m->sreq, MPI_STATUSES_IGNORE);
+    if (m->tok != MPI_COMM_NULL) MPI_Comm_free(&m->tok);
+    if (m->coll != MPI_COMM_NULL) MPI_Comm_free(&m->coll);
+    if (m->owns_mpi) MPI_Finalize();
+  }
+  ndl_free(m->arrived);
+  ndl_free(m->tok_in);
+  ndl_free(m->rreq);
+  ndl_free(m->tok_out);
+  ndl_free(m->sreq);
+  ndl_free(m);
+  d->mpi = NULL;
+}
