@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -173,8 +174,9 @@ static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
                     waited, what, (long long)d->seq, (long long)d->step, ranks);
 }
 
-/* Poll req until it completes or the deadline t0 + timeout passes: a few fast tests, then sleeps
- * growing from 20 to 200 us, so a long wait does not spin a core. */
+/* Poll req until it completes or the deadline t0 + timeout passes: for the first 2 ms test and
+ * yield the core (a step's collectives complete in microseconds, and an oversubscribed node lets
+ * the peer run), then sleep growing from 20 to 200 us, so a long wait does not spin a core. */
 static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char *what) {
   long nap_ns = 20000;
   for (int polls = 0;; polls++) {
@@ -185,7 +187,9 @@ static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char 
     if (flag) return NDL_OK;
     double waited = now_s() - t0;
     if (waited >= d->timeout_s) return timeout_error(d, what, waited);
-    if (polls >= 32) {
+    if (waited < 2e-3) {
+      if (polls >= 32) sched_yield();
+    } else {
       struct timespec ts = {0, nap_ns};
       nanosleep(&ts, NULL);
       if (nap_ns < 200000) nap_ns += nap_ns / 2;

@@ -96,8 +96,24 @@ static void prune(const char *dir, int64_t newest) {
   closedir(d);
 }
 
+static ndl_status write_checkpoint(ndl_trainer *t);
+
 ndl_status ndl_trainer_checkpoint(ndl_trainer *t) {
-  if (t->rank != 0) return NDL_OK;
+  ndl_status st = t->rank == 0 ? write_checkpoint(t) : NDL_OK;
+  if (t->world == 1) return st;
+  /* rank 0 writes; every rank learns whether it worked */
+  struct {
+    int32_t status;
+    char message[500];
+  } outcome = {st, ""};
+  if (st != NDL_OK) snprintf(outcome.message, sizeof outcome.message, "%s", ndl_last_error());
+  ndl_status bs = ndl_dist_broadcast(t->dist, &outcome, sizeof outcome, 0, "checkpoint status broadcast");
+  if (bs != NDL_OK) return bs;
+  if (outcome.status != NDL_OK) return ndl_errorf((ndl_status)outcome.status, "%s", outcome.message);
+  return NDL_OK;
+}
+
+static ndl_status write_checkpoint(ndl_trainer *t) {
   ndl_st_entry *weights = NULL;
   void *scratch = NULL;
   int nw = ndl_weights_entries(&t->env, &weights, &scratch);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
 #include "launch/threads.h"
@@ -14,9 +15,33 @@
 
 enum { EXIT_USAGE = 2, EXIT_DATA = 3, EXIT_STATE = 4, EXIT_DIST = 5, EXIT_NUMERIC = 6 };
 
+static ndl_dist *g_dist; /* for messages only: every rank prefixes its lines when world > 1 */
+
 static int report(int code, const char *what) {
-  fprintf(stderr, "ndl-train: %s%s%s\n", what ? what : "", what ? ": " : "", ndl_last_error());
+  if (g_dist && ndl_dist_world(g_dist) > 1)
+    ndl_dist_log_all(g_dist, "%s%s%s", what ? what : "", what ? ": " : "", ndl_last_error());
+  else
+    fprintf(stderr, "ndl-train: %s%s%s\n", what ? what : "", what ? ": " : "", ndl_last_error());
   return code;
+}
+
+/* Startup failures may hit some ranks only: every rank learns the worst exit code, and the ranks
+ * that failed have already printed why. World 1: code itself. */
+static int agree_exit(ndl_dist *d, int code) {
+  int world = ndl_dist_world(d);
+  if (world == 1) return code;
+  int32_t mine = code, all[1024];
+  if (world > 1024 || ndl_dist_allgather(d, &mine, all, sizeof mine, "startup status allgather") != NDL_OK) {
+    ndl_dist_log_all(d, "%s", ndl_last_error());
+    ndl_dist_abort(d, EXIT_DIST);
+  }
+  int worst = 0, first = -1;
+  for (int r = 0; r < world; r++) {
+    if (all[r] > worst) worst = all[r];
+    if (all[r] && first < 0) first = r;
+  }
+  if (worst && !code) ndl_dist_log0(d, "stopping: rank %d failed at startup (exit %d)", first, worst);
+  return worst;
 }
 
 /* Exit code for a failure while training: the status decides. */
@@ -48,30 +73,48 @@ static void print_epoch(ndl_trainer *t, double test_err, double test_loss) {
   }
 }
 
+/* A failure while training: collective failures end the whole job from here (exit 5); the others
+ * are the same on every rank (the loss and the checkpoint outcome are shared), so rank 0 reports. */
+static int fail_training(ndl_trainer *t, ndl_status s) {
+  if (s == NDL_ERR_DIST && t->world > 1) {
+    ndl_dist_log_all(t->dist, "%s", ndl_last_error());
+    ndl_dist_abort(t->dist, EXIT_DIST);
+  }
+  int code = train_exit_code(s);
+  if (t->world > 1 && code == 1) { /* rank-local (out of memory): end the job */
+    ndl_dist_log_all(t->dist, "%s", ndl_last_error());
+    ndl_dist_abort(t->dist, code);
+  }
+  if (t->rank == 0) report(code, NULL);
+  return code;
+}
+
 static int run(ndl_trainer *t, const ndl_train_config *cfg) {
   ndl_status s;
+  int code = 0;
   if (cfg->eval_only) {
     double err, loss;
-    if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return report(1, "evaluation");
-    printf("eval test_err %.4f test_loss %.4f samples %lld\n", err, loss, (long long)t->test.n);
+    if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return fail_training(t, s);
+    if (t->rank == 0)
+      printf("eval test_err %.4f test_loss %.4f samples %lld\n", err, loss, (long long)t->test.n);
     return 0;
   }
   for (; t->epoch < cfg->epochs; t->epoch++) {
     ndl_epoch_end end;
-    if ((s = ndl_trainer_run_epoch(t, &end)) != NDL_OK) return report(train_exit_code(s), NULL);
+    if ((s = ndl_trainer_run_epoch(t, &end)) != NDL_OK) return fail_training(t, s);
     double err, loss;
-    if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return report(1, "evaluation");
+    if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return fail_training(t, s);
     print_epoch(t, err, loss);
     if (end == NDL_EPOCH_STOPPED) break;
     if (cfg->checkpoint_dir) {
       t->epoch++; /* the checkpoint resumes at the next epoch */
       s = ndl_trainer_checkpoint(t);
       t->epoch--;
-      if (s != NDL_OK) return report(EXIT_STATE, NULL);
+      if (s != NDL_OK) return fail_training(t, s);
     }
   }
-  if (cfg->save && t->rank == 0 && ndl_weights_save(cfg->save, &t->env) != NDL_OK) return report(EXIT_STATE, NULL);
-  return 0;
+  if (cfg->save && t->rank == 0 && ndl_weights_save(cfg->save, &t->env) != NDL_OK) code = report(EXIT_STATE, NULL);
+  return agree_exit(t->dist, code); /* every rank ends with rank 0's --save outcome */
 }
 
 int main(int argc, char **argv) {
@@ -92,21 +135,32 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ndl-train: --resume and --load: give one of them (a checkpoint holds the weights)\n");
     return EXIT_USAGE;
   }
-  ndl_threads_configure(cfg.threads, 1);
-  if (cfg.checkpoint_dir && ndl_checkpoint_prepare_dir(cfg.checkpoint_dir) != NDL_OK)
-    return report(EXIT_STATE, "--checkpoint-dir");
-  ndl_trainer t;
-  ndl_status s = ndl_trainer_init(&t, &cfg, 1);
+  ndl_dist *dist = NULL;
+  if (ndl_dist_init(&dist, cfg.timeout) != NDL_OK) return report(EXIT_DIST, NULL);
+  g_dist = dist;
+  ndl_threads_configure(cfg.threads, ndl_dist_local_size(dist));
   int code = 0;
-  if (s != NDL_OK) code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : 1, NULL);
+  ndl_trainer t;
+  if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 && ndl_checkpoint_prepare_dir(cfg.checkpoint_dir) != NDL_OK)
+    code = report(EXIT_STATE, "--checkpoint-dir");
+  ndl_status s = code ? NDL_OK : ndl_trainer_init(&t, &cfg, dist, 1);
+  if (code) memset(&t, 0, sizeof t);
+  if (!code && s != NDL_OK)
+    code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : s == NDL_ERR_DIST ? EXIT_DIST : 1, NULL);
   if (!code && cfg.load && ndl_weights_load(cfg.load, &t.env) != NDL_OK) code = report(EXIT_STATE, "--load");
   if (!code && cfg.resume && ndl_trainer_resume(&t, cfg.resume) != NDL_OK) code = report(EXIT_STATE, "--resume");
-  if (!code && cfg.log && !(t.log = fopen(cfg.log, "w"))) {
+  if (!code && cfg.log && ndl_dist_rank(dist) == 0 && !(t.log = fopen(cfg.log, "w"))) {
     fprintf(stderr, "ndl-train: --log %s: cannot open for writing\n", cfg.log);
     code = EXIT_USAGE;
+  }
+  code = agree_exit(dist, code);
+  if (!code && (s = ndl_trainer_sync_start(&t)) != NDL_OK) {
+    if (ndl_dist_rank(dist) == 0) report(EXIT_DIST, NULL);
+    code = EXIT_DIST;
   }
   if (!code) code = run(&t, &cfg);
   if (t.log) fclose(t.log);
   ndl_trainer_free(&t);
+  ndl_dist_free(dist);
   return code;
 }

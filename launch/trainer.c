@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "dist/dist_check.h"
 #include "launch/checkpoint.h"
 #include "launch/progress.h"
 #include "nn/models.h"
@@ -47,10 +48,12 @@ static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
   return t->opt ? NDL_OK : NDL_ERR_ARG;
 }
 
-ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, int load_data) {
+ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data) {
   memset(t, 0, sizeof *t);
   t->cfg = *cfg;
-  t->world = 1;
+  t->dist = dist;
+  t->rank = dist ? ndl_dist_rank(dist) : 0;
+  t->world = dist ? ndl_dist_world(dist) : 1;
   ndl_status st;
   if (load_data && !cfg->eval_only) {
     st = ndl_mnist_load(cfg->data_dir, "train", cfg->classes, &t->train);
@@ -69,13 +72,66 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, int loa
   if ((st = build_model(t, input_dim)) != NDL_OK) return st;
   t->ctx = ndl_ctx_new();
   if (!t->ctx) return ndl_errorf(NDL_ERR_NOMEM, "out of memory creating the step context");
+  ndl_status small = t->world > 1 ? NDL_ERR_DIST : NDL_ERR_FORMAT;
+  if (cfg->batch_size < t->world)
+    return ndl_errorf(NDL_ERR_DIST, "--batch-size %lld is smaller than the %d ranks: every rank needs a sample",
+                      (long long)cfg->batch_size, t->world);
+  if (t->test.n && t->test.n < t->world)
+    return ndl_errorf(small, "%s: %lld test images, fewer than the %d ranks", cfg->data_dir,
+                      (long long)t->test.n, t->world);
+  if (t->world > 1 && cfg->sync_bn != 0) {
+    t->env.allreduce = ndl_dist_allreduce_cb;
+    t->env.allreduce_handle = dist;
+  }
   if (t->train.n) {
     if (t->train.n < cfg->batch_size)
-      return ndl_errorf(NDL_ERR_FORMAT, "%s: %lld training images, fewer than the global batch %lld",
-                        cfg->data_dir, (long long)t->train.n, (long long)cfg->batch_size);
+      return ndl_errorf(small, "%s: %lld training images, fewer than the global batch %lld", cfg->data_dir,
+                        (long long)t->train.n, (long long)cfg->batch_size);
     ndl_loader_config lc = {cfg->batch_size, cfg->shuffle, cfg->augment, 1};
     if ((st = ndl_loader_new(&t->train, &lc, &t->rng, &t->loader)) != NDL_OK) return st;
   }
+  return NDL_OK;
+}
+
+/* Names, shapes and order of a store, hashed. */
+static uint64_t layout_hash(const ndl_params *p, uint64_t h) {
+  for (int i = 0; i < p->count; i++) {
+    const ndl_tensor *x = p->tensors[i];
+    h = ndl_dist_hash(p->names[i], strlen(p->names[i]) + 1, h);
+    h = ndl_dist_hash(x->shape, (size_t)x->ndim * sizeof x->shape[0], h);
+  }
+  return h;
+}
+
+ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
+  if (t->world == 1) return NDL_OK;
+  const ndl_train_config *c = &t->cfg;
+  ndl_dist_field f[16];
+  int n = 0;
+#define FIELD(label, ...) (f[n].name = label, snprintf(f[n].value, sizeof f[n].value, __VA_ARGS__), n++)
+  FIELD("parameter count", "%lld/%lld", (long long)t->env.params.numel, (long long)t->env.buffers.numel);
+  FIELD("layout hash", "%016llx",
+        (unsigned long long)layout_hash(&t->env.buffers, layout_hash(&t->env.params, 0)));
+  FIELD("--epochs/--batch-size/--max-steps", "%lld/%lld/%lld", (long long)c->epochs, (long long)c->batch_size,
+        (long long)c->max_steps);
+  FIELD("--optimizer", "%s", ndl_optim_name(t->opt));
+  FIELD("--lr/--momentum/--weight-decay/--nesterov", "%.17g/%.17g/%.17g/%d", c->lr, c->momentum,
+        c->weight_decay, c->nesterov);
+  FIELD("--drop-prob/--weight-scale/--reg", "%.17g/%.17g/%.17g", c->drop_prob, c->weight_scale, c->reg);
+  FIELD("--seed/--needle-compat", "%lld/%d", (long long)c->seed, c->needle_compat);
+  FIELD("--no-shuffle/--augment/--sync-bn", "%d/%d/%d", !c->shuffle, c->augment, c->sync_bn != 0);
+  FIELD("--checkpoint-every/--timeout", "%lld/%g", (long long)c->checkpoint_every, c->timeout);
+  FIELD("data sizes", "train %lld, test %lld", (long long)t->train.n, (long long)t->test.n);
+#undef FIELD
+  ndl_status st = ndl_dist_check_agree(t->dist, f, n);
+  if (st != NDL_OK) return st;
+  /* one replica: rank 0's parameters, buffers, optimizer state and counters everywhere */
+  int64_t state_n = 0;
+  float *state = ndl_optim_state(t->opt, &state_n);
+  if ((st = ndl_dist_broadcast(t->dist, t->env.params.data, t->env.params.numel * 4, 0, "parameter broadcast")) ||
+      (st = ndl_dist_broadcast(t->dist, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
+      (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
+    return st;
   return NDL_OK;
 }
 
@@ -115,7 +171,16 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, b->labels, b->global_count);
   if (loss && t->cfg.reg > 0) loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
   if (!loss || ndl_graph_backward(ctx, loss, NULL) != NDL_OK) return ctx->status;
-  float lv = ndl_tensor_ptr(loss)[0];
+  /* rank-local loss (local sum / global count) and error count, summed across ranks */
+  float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
+  ndl_status st;
+  if (t->world > 1) {
+    ndl_dist_set_step(t->dist, t->step + 1);
+    if ((st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce")) != NDL_OK ||
+        (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK)
+      return st;
+  }
+  float lv = metrics[0];
   if (!isfinite(lv))
     return ndl_errorf(NDL_ERR_NUMERIC, "loss became %s at step %lld (epoch %lld, batch %lld)",
                       isnan(lv) ? "NaN" : "Inf", (long long)t->step + 1, (long long)t->epoch + 1,
@@ -123,7 +188,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_optim_step(t->opt);
   t->step++;
   t->cur.loss_sum += (double)lv * (double)b->global_count;
-  t->cur.errors += count_errors(logits, b->labels);
+  t->cur.errors += (int64_t)metrics[1];
   t->cur.seen += b->global_count;
   if (t->log && t->cfg.log_steps)
     fprintf(t->log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g}\n", (long long)t->step,
@@ -167,13 +232,14 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
 ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *err, double *loss) {
   ndl_module_train(t->model, 0);
   int old = ndl_ctx_set_grad(t->ctx, 0);
-  int64_t dim = ndl_dataset_sample_dim(ds), bs = t->cfg.batch_size, wrong = 0;
-  double loss_sum = 0.0;
+  int64_t dim = ndl_dataset_sample_dim(ds), bs = t->cfg.batch_size, first, count;
+  double sums[2] = {0.0, 0.0}; /* loss sum, wrong */
   ndl_status st = NDL_OK;
   t->env.global_rows = 0;
   t->env.row_offset = 0;
-  for (int64_t start = 0; start < ds->n && st == NDL_OK; start += bs) {
-    int64_t n = ds->n - start < bs ? ds->n - start : bs, shape[2] = {n, dim};
+  ndl_loader_slice(ds->n, t->rank, t->world, &first, &count); /* this rank's share, no duplicates */
+  for (int64_t start = first; start < first + count && st == NDL_OK; start += bs) {
+    int64_t n = first + count - start < bs ? first + count - start : bs, shape[2] = {n, dim};
     ndl_tensor x;
     ndl_tensor_init_view(&x, ds->images + start * dim, 2, shape);
     ndl_tensor *logits = ndl_module_forward(t->model, t->ctx, &x);
@@ -182,13 +248,14 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
       st = t->ctx->status;
       break;
     }
-    loss_sum += (double)ndl_tensor_ptr(l)[0] * (double)n;
-    wrong += count_errors(logits, ds->labels + start);
+    sums[0] += (double)ndl_tensor_ptr(l)[0] * (double)n;
+    sums[1] += (double)count_errors(logits, ds->labels + start);
     ndl_ctx_reset(t->ctx);
   }
   ndl_ctx_set_grad(t->ctx, old);
   ndl_module_train(t->model, 1);
-  *err = ds->n ? (double)wrong / (double)ds->n : 0.0;
-  *loss = ds->n ? loss_sum / (double)ds->n : 0.0;
+  if (st == NDL_OK && t->world > 1) st = ndl_dist_allreduce_sum_f64(t->dist, sums, 2, "eval allreduce");
+  *err = ds->n ? sums[1] / (double)ds->n : 0.0;
+  *loss = ds->n ? sums[0] / (double)ds->n : 0.0;
   return st;
 }

@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "launch/config.h"
 #include "nn/module.h"
 #include "optim/optim.h"
@@ -26,6 +27,7 @@ typedef struct ndl_epoch_metrics {
 
 typedef struct ndl_trainer {
   ndl_train_config cfg;
+  ndl_dist *dist; /* borrowed process group */
   int rank, world;
   ndl_rng rng; /* the one stream: init, shuffle, augmentation, dropout */
   ndl_dataset train, test;
@@ -44,8 +46,12 @@ typedef struct ndl_trainer {
 /* Why a call stopped: finished the epoch, or hit --max-steps. */
 typedef enum { NDL_EPOCH_DONE = 0, NDL_EPOCH_STOPPED = 1 } ndl_epoch_end;
 
-/* Seed, build model and optimizer (data is loaded only when load_data). Status + message on error. */
-ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, int load_data);
+/* Seed, build model and optimizer (data is loaded only when load_data). Status + message on error.
+ * No collective runs here, so a failure can be agreed on afterwards (ndl_trainer_agree). */
+ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data);
+/* Startup check across ranks (parameter count, layout hash, hyper-parameters, data sizes), then
+ * parameters, buffers and optimizer state broadcast from rank 0. NDL_ERR_DIST on a mismatch. */
+ndl_status ndl_trainer_sync_start(ndl_trainer *t);
 void ndl_trainer_free(ndl_trainer *t);
 /* Run (the rest of) the current epoch; *end says whether --max-steps stopped it. NDL_ERR_NUMERIC
  * names the step when the loss is NaN/Inf. */

@@ -68,8 +68,10 @@ static ndl_tensor *batchnorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x)
     float *mean = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
     float *var = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
     if (!mean || !var) return NULL;
-    ndl_tensor *y = ndl_batchnorm_train(ctx, x, b->weight, b->bias, b->eps, env->global_rows,
-                                        env->allreduce, env->allreduce_handle, mean, var);
+    /* SyncBN averages over the global batch; plain BN over this process's rows */
+    ndl_tensor *y = ndl_batchnorm_train(ctx, x, b->weight, b->bias, b->eps,
+                                        env->allreduce ? env->global_rows : 0, env->allreduce,
+                                        env->allreduce_handle, mean, var);
     if (y) update_running(b, mean, var);
     return y;
   }
