@@ -191,7 +191,7 @@ static ndl_status restore_from(ndl_trainer *t, const char *path, const ndl_st_fi
   int64_t step = meta_int(f, "ndl.step", &ok), epoch = meta_int(f, "ndl.epoch", &ok);
   int64_t in_epoch = meta_int(f, "ndl.in_epoch", &ok), opt_t = meta_int(f, "ndl.optim_t", &ok);
   ndl_epoch_metrics cur = {meta_real(f, "ndl.loss_sum", &ok), meta_int(f, "ndl.errors", &ok),
-                           meta_int(f, "ndl.seen", &ok), meta_real(f, "ndl.seconds", &ok)};
+                           meta_int(f, "ndl.seen", &ok), meta_real(f, "ndl.seconds", &ok), 0.0};
   const ndl_st_entry *st_e = ndl_safetensors_find(f, "_ndl.optim.state");
   const ndl_st_entry *rng_e = ndl_safetensors_find(f, "_ndl.rng");
   const ndl_st_entry *cur_e = ndl_safetensors_find(f, "_ndl.cursor");

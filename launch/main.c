@@ -66,9 +66,11 @@ static void print_epoch(ndl_trainer *t, double test_err, double test_loss) {
   if (t->log) {
     fprintf(t->log,
             "{\"epoch\":%lld,\"epochs\":%lld,\"step\":%lld,\"train_err\":%.6f,\"train_loss\":%.6f,"
-            "\"test_err\":%.6f,\"test_loss\":%.6f,\"time_s\":%.4f,\"samples_per_s\":%.1f}\n",
+            "\"test_err\":%.6f,\"test_loss\":%.6f,\"time_s\":%.4f,\"samples_per_s\":%.1f,"
+            "\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_bytes_per_step\":%lld}\n",
             (long long)t->epoch + 1, (long long)t->cfg.epochs, (long long)t->step, tr_err, tr_loss, test_err,
-            test_loss, m->seconds, sps);
+            test_loss, m->seconds, sps, t->world, m->allreduce_seconds,
+            t->world > 1 ? (long long)t->env.params.numel * 4 : 0LL);
     fflush(t->log);
   }
 }

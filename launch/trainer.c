@@ -176,8 +176,10 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_status st;
   if (t->world > 1) {
     ndl_dist_set_step(t->dist, t->step + 1);
-    if ((st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce")) != NDL_OK ||
-        (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK)
+    double t0 = now_s();
+    st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
+    t->cur.allreduce_seconds += now_s() - t0;
+    if (st != NDL_OK || (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK)
       return st;
   }
   float lv = metrics[0];

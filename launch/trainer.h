@@ -23,6 +23,7 @@ typedef struct ndl_epoch_metrics {
   double loss_sum;
   int64_t errors, seen;
   double seconds;
+  double allreduce_seconds; /* time in the gradient all-reduce (0 on one process) */
 } ndl_epoch_metrics;
 
 typedef struct ndl_trainer {

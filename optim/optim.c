@@ -57,7 +57,7 @@ static void sgd_step(ndl_optim *o, int64_t lo, int64_t hi) {
  * below compiles to a branch-free vectorized loop. */
 static inline void adam_loop(float *restrict theta, const float *restrict grad, float *restrict m,
                              float *restrict v, int64_t n, float b1, float one_b1, float b2, float one_b2,
-                             float bc1, float bc2, float lr, float eps, float wd, float shrink,
+                             float inv_bc1, float inv_bc2, float lr, float eps, float wd, float shrink,
                              const int decoupled) {
   for (int64_t i = 0; i < n; i++) {
     float g;
@@ -69,7 +69,7 @@ static inline void adam_loop(float *restrict theta, const float *restrict grad, 
     }
     m[i] = b1 * m[i] + one_b1 * g;
     v[i] = b2 * v[i] + one_b2 * (g * g);
-    float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
+    float m_hat = m[i] * inv_bc1, v_hat = v[i] * inv_bc2;
     theta[i] = theta[i] - (lr * m_hat) / (sqrtf(v_hat) + eps);
   }
 }
@@ -90,7 +90,7 @@ static void adam_update(ndl_optim *o, int decoupled, int64_t lo, int64_t hi) {
   const double t = (double)o->t; /* already incremented by ndl_optim_step */
   /* scalars rounded to float32 once, as numpy does for float32 arrays and Python floats */
   const float k[10] = {(float)a->beta1, (float)(1.0 - a->beta1), (float)a->beta2, (float)(1.0 - a->beta2),
-                       (float)(1.0 - pow(a->beta1, t)), (float)(1.0 - pow(a->beta2, t)), (float)o->lr,
+                       (float)(1.0 / (1.0 - pow(a->beta1, t))), (float)(1.0 / (1.0 - pow(a->beta2, t))), (float)o->lr,
                        (float)a->eps, decoupled ? 0.0f : (float)o->weight_decay,
                        (float)(1.0 - o->lr * o->weight_decay)};
   float *theta = o->params->data + lo, *m = o->state + lo, *v = o->state + total + lo;

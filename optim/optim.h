@@ -49,7 +49,8 @@ ndl_optim *ndl_optim_sgd_new(ndl_params *params, double lr, double momentum, dou
                              int nesterov);
 
 /* Adam as needle hw2: t += 1; g = grad + wd*θ; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
- * m̂ = m/(1-b1^t); v̂ = v/(1-b2^t); θ -= lr*m̂/(sqrt(v̂)+eps). Defaults (SPEC §2): lr 0.01,
+ * m̂ = m*(1/(1-b1^t)); v̂ = v*(1/(1-b2^t)) (reciprocals computed in double, rounded once);
+ * θ -= lr*m̂/(sqrt(v̂)+eps). Defaults (SPEC §2): lr 0.01,
  * b1 0.9, b2 0.999, eps 1e-8, wd 0. State: m then v (2*numel floats). Owned, or NULL with
  * NDL_ERR_NOMEM / NDL_ERR_ARG (NULL or non-trainable store, lr < 0, beta not in [0,1), eps < 0,
  * wd < 0). */
