@@ -4,7 +4,7 @@
 # run only when NDL_TEST_GPU=1. Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh
+scripts/install_deps.sh python3-numpy python3-torch  # torch: the PyTorch interop/tracking tests
 jobs=$(nproc)
 labels=(-LE gpu)
 [ "${NDL_TEST_GPU:-0}" = 1 ] && labels=()
