@@ -99,6 +99,7 @@ static void backprop_node(ndl_ctx *ctx, ndl_tensor *node) {
       ga = ndl_mul(ctx, g, ndl_ge(ctx, a, b));
       gb = ndl_mul(ctx, g, ndl_gt(ctx, b, a));
       break;
+    case NDL_OP_DROPOUT: ga = ndl_dropout(ctx, g, b, s); break; /* the mask itself gets none */
     case NDL_OP_ADD_SCALAR: ga = g; break;
     case NDL_OP_MUL_SCALAR: ga = ndl_mul_scalar(ctx, g, s); break;
     case NDL_OP_DIV_SCALAR: ga = ndl_div_scalar(ctx, g, s); break;

@@ -71,7 +71,7 @@ static int alive(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, int bin
   return 1;
 }
 
-static ndl_tensor *binary(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, ndl_tensor *b) {
+static ndl_tensor *binary_scalar(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, ndl_tensor *b, float s) {
   if (!alive(ctx, a, b, 1)) return NULL;
   if (!ndl_shape_equal(a, b)) {
     char sa[128], sb[128];
@@ -79,7 +79,11 @@ static ndl_tensor *binary(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, ndl_tensor *b)
                  ndl_op_name(op), SHAPE_STR(a, sa), SHAPE_STR(b, sb));
     return NULL;
   }
-  return compute_node(ctx, op, a->ndim, a->shape, a, b, 0.0f, NULL, 0);
+  return compute_node(ctx, op, a->ndim, a->shape, a, b, s, NULL, 0);
+}
+
+static ndl_tensor *binary(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, ndl_tensor *b) {
+  return binary_scalar(ctx, op, a, b, 0.0f);
 }
 
 static ndl_tensor *unary(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, float s) {
@@ -94,6 +98,9 @@ ndl_tensor *ndl_div(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c,
 ndl_tensor *ndl_pow(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_POW, a, b); }
 ndl_tensor *ndl_maximum(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) {
   return binary(c, NDL_OP_MAXIMUM, a, b);
+}
+ndl_tensor *ndl_dropout(ndl_ctx *c, ndl_tensor *x, ndl_tensor *mask, float keep) {
+  return binary_scalar(c, NDL_OP_DROPOUT, x, mask, keep);
 }
 ndl_tensor *ndl_eq(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_EQ, a, b); }
 ndl_tensor *ndl_gt(ndl_ctx *c, ndl_tensor *a, ndl_tensor *b) { return binary(c, NDL_OP_GT, a, b); }

@@ -62,6 +62,10 @@ ndl_tensor *ndl_slice(ndl_ctx *ctx, ndl_tensor *a, const int64_t *start, const i
 /* Contiguous copy of a (a itself if already contiguous). */
 ndl_tensor *ndl_compact(ndl_ctx *ctx, ndl_tensor *a);
 
+/* (x * mask) / keep in one pass: needle's Dropout with a given 0/1 mask (mask gets no gradient). Its
+ * gradient is the same op applied to the incoming gradient, so it is differentiable to any order. */
+ndl_tensor *ndl_dropout(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *mask, float keep);
+
 /* a[..., m, k] x b[k, n] -> [..., m, n] (needle semantics, batched N-D x 2-D) on sgemm. */
 ndl_tensor *ndl_matmul(ndl_ctx *ctx, ndl_tensor *a, ndl_tensor *b);
 

@@ -28,7 +28,8 @@ extern "C" {
   X(BROADCAST, "broadcast_to") X(PERMUTE, "permute") X(SLICE, "slice")                  \
   X(UNSLICE, "unslice") X(COMPACT, "compact") X(MATMUL, "matmul")                       \
   X(LOGSUMEXP, "logsumexp") X(LINEAR, "linear") X(BATCHNORM, "batchnorm")               \
-  X(LAYERNORM, "layernorm") X(SOFTMAX_CE, "softmax_cross_entropy") X(RELU_GRAD, "relu_grad")
+  X(LAYERNORM, "layernorm") X(SOFTMAX_CE, "softmax_cross_entropy") X(RELU_GRAD, "relu_grad")                \
+  X(DROPOUT, "dropout")
 
 typedef enum ndl_op {
 #define NDL_OP_ENUM(name, text) NDL_OP_##name,

@@ -4,13 +4,14 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "core/status.h"
 
 #define MAX_THREADS 64
-#define SPIN_ROUNDS 2000000
+#define SPIN_ROUNDS 200000 /* polls before a worker sleeps; it yields the core after the first 256 */
 
 static struct {
   int nthreads;
@@ -41,7 +42,10 @@ static void *worker_main(void *unused) {
   for (;;) {
     int spins = 0;
     while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
-      if (++spins < SPIN_ROUNDS) continue;
+      if (++spins < SPIN_ROUNDS) {
+        if (spins > 256) sched_yield(); /* a busy or oversubscribed machine runs someone else */
+        continue;
+      }
       pthread_mutex_lock(&pool.mu);
       while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.cv, &pool.mu);
       pthread_mutex_unlock(&pool.mu);
@@ -91,6 +95,6 @@ void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void 
   pthread_cond_broadcast(&pool.cv);
   pthread_mutex_unlock(&pool.mu);
   run_tasks();
-  while (atomic_load(&pool.finished) < pool.nthreads - 1) {
-  }
+  for (int spins = 0; atomic_load(&pool.finished) < pool.nthreads - 1; spins++)
+    if (spins > 64) sched_yield(); /* let a descheduled worker finish its task */
 }

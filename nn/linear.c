@@ -77,7 +77,8 @@ static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   ndl_rng_skip_rand(m->env->rng, first * cols);
   ndl_rng_fill_bernoulli(m->env->rng, ndl_tensor_ptr(mask), rows * cols, keep);
   ndl_rng_skip_rand(m->env->rng, (global_rows - first - rows) * cols);
-  return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
+  if (!m->env->fused) return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
+  return ndl_dropout(ctx, x, mask, (float)keep);
 }
 
 static const ndl_module_vtable dropout_vt = {"Dropout", dropout_forward};

@@ -143,6 +143,12 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
       ndl_cpu_binary(node->op, a, b, out, n);
       return NDL_OK;
     }
+    case NDL_OP_DROPOUT: {
+      const float *x = ndl_cpu_contiguous(ctx, node->src[0]), *m = ndl_cpu_contiguous(ctx, node->src[1]);
+      if (!x || !m) return ctx->status;
+      ndl_cpu_masked_div(x, m, node->scalar, out, n);
+      return NDL_OK;
+    }
     case NDL_OP_ADD_SCALAR: case NDL_OP_MUL_SCALAR: case NDL_OP_DIV_SCALAR:
     case NDL_OP_RDIV_SCALAR: case NDL_OP_POW_SCALAR: case NDL_OP_GT_SCALAR: case NDL_OP_NEG:
     case NDL_OP_LOG: case NDL_OP_EXP: case NDL_OP_RELU: case NDL_OP_TANH: {

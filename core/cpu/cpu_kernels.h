@@ -21,6 +21,8 @@ void ndl_cpu_strided_store(const float *src, const ndl_tensor *dst);
 void ndl_cpu_accumulate(float *dst, const ndl_tensor *src);
 /* out = a op b for ADD SUB MUL DIV POW MAXIMUM EQ GT GE. */
 void ndl_cpu_binary(ndl_op op, const float *a, const float *b, float *out, int64_t n);
+/* out = (x * mask) / keep (needle's dropout arithmetic, one pass). */
+void ndl_cpu_masked_div(const float *x, const float *mask, float keep, float *out, int64_t n);
 /* out = op(a, s) for the *_SCALAR ops and the unary ops (s unused there). */
 void ndl_cpu_unary(ndl_op op, const float *a, float s, float *out, int64_t n);
 /* out[i] = reduce(in[i*inner .. (i+1)*inner)) for SUM, MAX, LOGSUMEXP. */

@@ -73,6 +73,11 @@ NDL_SIMD_CLONES void ndl_cpu_binary(ndl_op op, const float *restrict a, const fl
   }
 }
 
+NDL_SIMD_CLONES void ndl_cpu_masked_div(const float *restrict x, const float *restrict mask, float keep,
+                                        float *restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = (x[i] * mask[i]) / keep;
+}
+
 NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, float *restrict out, int64_t n) {
   int64_t i;
   switch (op) {
