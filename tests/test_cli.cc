@@ -3,20 +3,14 @@
 // the metrics, resume is bitwise, --log writes JSON Lines, and every bad input gets its exit code
 // and a one-line message without leaving a partial output file.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <random>
-#include <sstream>
 #include <string>
-#include <vector>
+
+#include "cli_util.h"
 
 #ifndef NDL_TRAIN_BIN
 #error "NDL_TRAIN_BIN must name the ndl-train binary"
@@ -24,62 +18,7 @@
 
 namespace {
 
-struct RunResult {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string &path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-bool exists(const std::string &path) {
-  struct stat sb;
-  return stat(path.c_str(), &sb) == 0;
-}
-
-void put_be32(std::string &s, uint32_t v) {
-  for (int i = 3; i >= 0; i--) s.push_back((char)((v >> (8 * i)) & 0xff));
-}
-
-void write_file(const std::string &path, const std::string &bytes, bool gzip) {
-  if (gzip) {
-    gzFile g = gzopen(path.c_str(), "wb");
-    ASSERT_NE(g, nullptr);
-    ASSERT_EQ(gzwrite(g, bytes.data(), (unsigned)bytes.size()), (int)bytes.size());
-    gzclose(g);
-  } else {
-    std::ofstream f(path, std::ios::binary);
-    f.write(bytes.data(), (std::streamsize)bytes.size());
-  }
-}
-
-// Class c lights a 5x5 patch at a class-specific place; noise elsewhere.
-void make_split(const std::string &dir, const std::string &split, int n, unsigned seed, bool gzip = true,
-                int label_offset = 0) {
-  std::mt19937 gen(seed);
-  std::string img, lab;
-  put_be32(img, 2051);
-  put_be32(img, (uint32_t)n);
-  put_be32(img, 28);
-  put_be32(img, 28);
-  put_be32(lab, 2049);
-  put_be32(lab, (uint32_t)n);
-  for (int i = 0; i < n; i++) {
-    int c = (int)(gen() % 10);
-    unsigned char px[28 * 28];
-    for (auto &p : px) p = (unsigned char)(gen() % 70);
-    int r0 = (c / 5) * 12 + 3 + (int)(gen() % 3), c0 = (c % 5) * 5 + 1;
-    for (int r = r0; r < r0 + 5; r++)
-      for (int k = c0; k < c0 + 5 && k < 28; k++) px[r * 28 + k] = (unsigned char)(200 + gen() % 55);
-    img.append((const char *)px, sizeof px);
-    lab.push_back((char)(c + label_offset));
-  }
-  const char *ext = gzip ? ".gz" : "";
-  write_file(dir + "/" + split + "-images-idx3-ubyte" + ext, img, gzip);
-  write_file(dir + "/" + split + "-labels-idx1-ubyte" + ext, lab, gzip);
-}
+using namespace ndl_cli;
 
 class Cli : public ::testing::Test {
  protected:
@@ -96,27 +35,10 @@ class Cli : public ::testing::Test {
     std::string cmd = "rm -rf '" + dir + "'";
     ASSERT_EQ(system(cmd.c_str()), 0);
   }
-  RunResult run(const std::string &args) {
-    std::string out = dir + "/stdout", err = dir + "/stderr";
-    std::string cmd = std::string(NDL_TRAIN_BIN) + " --quiet " + args + " >" + out + " 2>" + err + " </dev/null";
-    int status = system(cmd.c_str());
-    RunResult r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
-    return r;
-  }
+  RunResult run(const std::string &args) { return run_shell(std::string(NDL_TRAIN_BIN) + " --quiet " + args, dir); }
   // Train quickly on the synthetic data with extra options.
   RunResult train(const std::string &extra) {
     return run("--data " + data + " --batch-size 50 --hidden-dim 32 --blocks 1 --lr 0.01 " + extra);
-  }
-  std::vector<std::string> lines(const std::string &s) {
-    std::vector<std::string> v;
-    std::istringstream is(s);
-    for (std::string l; std::getline(is, l);) v.push_back(l);
-    return v;
-  }
-  double field(const std::string &line, const std::string &name) {
-    size_t p = line.find(name + " ");
-    EXPECT_NE(p, std::string::npos) << name << " missing in: " << line;
-    return p == std::string::npos ? -1 : std::stod(line.substr(p + name.size() + 1));
   }
   std::string dir, data;
 };
