@@ -7,6 +7,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "core/status.h"
 
@@ -79,6 +82,15 @@ void ndl_threadpool_set_threads(int n) {
 }
 
 int ndl_threadpool_threads(void) { return pool.nthreads; }
+
+int ndl_flush_denormals(void) {
+#if defined(__SSE2__)
+  _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void *arg) {
   if (pool.nthreads == 1 || ntasks <= 1 || in_task) {

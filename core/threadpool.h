@@ -13,6 +13,10 @@ extern "C" {
  * call from the main thread while no parallel work runs. */
 void ndl_threadpool_set_threads(int n);
 int ndl_threadpool_threads(void);
+/* Flush denormal floats to zero (FTZ and DAZ) on the calling thread and on threads it creates
+ * afterwards; returns whether the CPU supports it. Denormals appear late in training (Adam's second
+ * moments of weights whose gradient is only weight decay) and make x86 arithmetic ~100x slower. */
+int ndl_flush_denormals(void);
 /* Run fn(arg, i) for i in [0, ntasks) across the pool; returns when all are done. */
 void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void *arg);
 
