@@ -215,3 +215,25 @@ TEST_F(Cli, NonFiniteLossExits6NamingTheStep) {
 }
 
 }  // namespace
+
+namespace {
+
+// The progress bar appears on a terminal (here a pseudo-terminal from util-linux `script`), never on
+// stdout, and --quiet removes it.
+TEST_F(Cli, ProgressBarOnlyOnATerminal) {
+  if (system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "util-linux script not installed";
+  std::string base = std::string(NDL_TRAIN_BIN) + " --data " + data + " --batch-size 50 --hidden-dim 32 --blocks 1 --epochs 1";
+  std::string tty_out = dir + "/tty.txt", plain = dir + "/plain.txt";
+  // stdout goes to a file, stderr stays on the pseudo-terminal that script records
+  std::string cmd = "script -qec \"" + base + " > " + plain + "\" " + tty_out + " >/dev/null 2>&1";
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  std::string tty = slurp(tty_out), out = slurp(plain);
+  EXPECT_NE(tty.find("epoch 1/1 ["), std::string::npos) << tty;
+  EXPECT_EQ(out.find('['), std::string::npos) << "the bar must not reach stdout: " << out;
+  EXPECT_EQ(out.rfind("epoch 1/1 train_err", 0), 0u) << out;
+  cmd = "script -qec \"" + base + " --quiet > " + plain + "\" " + tty_out + " >/dev/null 2>&1";
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  EXPECT_EQ(slurp(tty_out).find("epoch 1/1 ["), std::string::npos) << "--quiet must hide the bar";
+}
+
+}  // namespace
