@@ -105,6 +105,10 @@ static ndl_status init_comms(ndl_dist *d) {
   NDL_MPI_CHECK(d, MPI_Initialized(&flag));
   if (!flag) {
     int provided = 0;
+    /* Open MPI's default nonblocking allreduce (libnbc) is ~1.5x slower than the blocking one for
+     * the ~0.4 MB gradient buffer; its Rabenseifner algorithm matches it (measured on 2 ranks: 114 vs
+     * 76 us). A value the user set in the environment wins. */
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
     NDL_MPI_CHECK(d, MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
     m->owns_mpi = 1;
   }
