@@ -205,7 +205,7 @@ static ndl_status restore_from(ndl_trainer *t, const char *path, const ndl_st_fi
     return ndl_errorf(s, "%s: optimizer state: %s", path, ndl_last_error());
   ndl_loader_cursor c;
   memcpy(&c, cur_e->data, sizeof c);
-  if ((s = ndl_loader_cursor_set(t->loader, &c)) != NDL_OK)
+  if (t->loader && (s = ndl_loader_cursor_set(t->loader, &c)) != NDL_OK) /* no loader: --eval-only */
     return ndl_errorf(s, "%s: data position: %s", path, ndl_last_error());
   memcpy(&t->rng, rng_e->data, sizeof t->rng);
   t->step = step;

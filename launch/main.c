@@ -133,6 +133,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ndl-train: --device cuda: this build has no CUDA backend; use --device cpu\n");
     return EXIT_USAGE;
   }
+  if (cfg.resume && cfg.eval_only) {
+    fprintf(stderr, "ndl-train: --eval-only with --resume: evaluate a checkpoint with --load DIR/ckpt-<step>.safetensors\n");
+    return EXIT_USAGE;
+  }
   if (cfg.resume && cfg.load) {
     fprintf(stderr, "ndl-train: --resume and --load: give one of them (a checkpoint holds the weights)\n");
     return EXIT_USAGE;

@@ -136,6 +136,8 @@ TEST_F(Cli, UsageErrorsExit2) {
   expect_failure(train("--optimizer adagrad"), 2, "expected one of sgd|adam|adamw|rmsprop");
   expect_failure(train("--quiet=1"), 2, "takes no value");
   expect_failure(train("--device cuda"), 2, "--device cuda");
+  expect_failure(train("--eval-only --resume " + dir), 2, "--load DIR/ckpt-");
+  expect_failure(train("--resume " + dir + " --load " + dir + "/w.safetensors"), 2, "give one of them");
   EXPECT_EQ(run("--help").code, 0);
 }
 
