@@ -76,6 +76,21 @@ inline void make_split(const std::string &dir, const std::string &split, int n, 
   write_file(dir + "/" + split + "-labels-idx1-ubyte" + ext, lab, gzip);
 }
 
+// A fresh directory /tmp/<prefix>XXXXXX (returned) whose data/ (in *data) holds a generated data
+// set of 1000 training and 200 test images.
+inline std::string make_workspace(const std::string &prefix, std::string *data) {
+  std::string tmpl = "/tmp/" + prefix + "XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  EXPECT_NE(mkdtemp(buf.data()), nullptr);
+  std::string dir = buf.data();
+  *data = dir + "/data";
+  mkdir(data->c_str(), 0755);
+  make_split(*data, "train", 1000, 1);
+  make_split(*data, "t10k", 200, 2);
+  return dir;
+}
+
 // Run a shell command with stdout and stderr captured into files under dir.
 inline RunResult run_shell(const std::string &cmd, const std::string &dir) {
   std::string out = dir + "/stdout", err = dir + "/stderr";

@@ -23,13 +23,7 @@ using namespace ndl_cli;
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ndl_cli_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    data = dir + "/data";
-    mkdir(data.c_str(), 0755);
-    make_split(data, "train", 1000, 1);
-    make_split(data, "t10k", 200, 2);
+    dir = make_workspace("ndl_cli_", &data);
   }
   void TearDown() override {
     std::string cmd = "rm -rf '" + dir + "'";

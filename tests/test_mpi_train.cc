@@ -258,13 +258,7 @@ void figure(const std::string &what, double value) {
 class MpiTrain : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ndl_mpi_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    data = dir + "/data";
-    mkdir(data.c_str(), 0755);
-    make_split(data, "train", 1000, 1);
-    make_split(data, "t10k", 200, 2);
+    dir = make_workspace("ndl_mpi_", &data);
   }
   void TearDown() override {
     if (HasFailure()) {
