@@ -12,14 +12,16 @@
 extern "C" {
 #endif
 
-/* Sum-all-reduce n floats in place across ranks; returns a status. */
-typedef ndl_status (*ndl_allreduce_fn)(void *handle, float *buf, int64_t n);
+/* Sum-all-reduce n doubles in place across ranks (SyncBN's statistics); returns a status. */
+typedef ndl_status (*ndl_allreduce_fn)(void *handle, double *buf, int64_t n);
 
 /* x[N,in] . w[in,out] + b[1,out] (b may be NULL). */
 ndl_tensor *ndl_linear(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b);
 
 /* Training-mode batch norm of x[N,D] with weight/bias [D]: batch mean and biased variance over
- * global_rows rows (the local N when allreduce is NULL; else the sums are all-reduced). The batch
+ * global_rows rows. Without allreduce: the local N rows, two passes (mean, then squared deviations).
+ * With it (SyncBN): one all-reduce of the double sums of x and x^2 over all ranks, var = E[x^2] -
+ * mean^2 in double; the backward sums go through one more all-reduce. The batch
  * mean and variance are written to mean_out/var_out (D floats each, may be NULL). */
 ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps,
                                 int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,

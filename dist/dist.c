@@ -165,6 +165,6 @@ ndl_status ndl_dist_barrier(ndl_dist *d, const char *what) {
   return run(d, NDL_DIST_BARRIER, NULL, NULL, 0, 0, what);
 }
 
-ndl_status ndl_dist_allreduce_cb(void *handle, float *buf, int64_t n) {
-  return ndl_dist_allreduce_sum((ndl_dist *)handle, buf, n, "syncbn allreduce");
+ndl_status ndl_dist_allreduce_cb(void *handle, double *buf, int64_t n) {
+  return ndl_dist_allreduce_sum_f64((ndl_dist *)handle, buf, n, "syncbn allreduce");
 }

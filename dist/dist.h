@@ -46,8 +46,8 @@ ndl_status ndl_dist_broadcast(ndl_dist *d, void *buf, int64_t bytes, int root, c
 ndl_status ndl_dist_allgather(ndl_dist *d, const void *mine, void *all, int64_t bytes,
                               const char *what);
 ndl_status ndl_dist_barrier(ndl_dist *d, const char *what);
-/* SyncBN adapter (ndl_allreduce_fn): handle is the ndl_dist*; a float sum named "syncbn allreduce". */
-ndl_status ndl_dist_allreduce_cb(void *handle, float *buf, int64_t n);
+/* SyncBN adapter (ndl_allreduce_fn): handle is the ndl_dist*; a double sum named "syncbn allreduce". */
+ndl_status ndl_dist_allreduce_cb(void *handle, double *buf, int64_t n);
 
 /* "ndl-train: rank R: <message>\n" to stderr in one write, on every rank / on rank 0 only.
  * d may be NULL (then "ndl-train: <message>"). */

@@ -74,9 +74,9 @@ static void test_others(ndl_dist *d) {
   for (int k = 0; k < w; k++) CHECK(d, all[2 * k] == 10 * k, "in-place allgather slot %d", k);
 
   must(d, ndl_dist_barrier(d, "barrier"));
-  float bn[2] = {1.0f, (float)r};
+  double bn[2] = {1.0, (double)r};
   must(d, ndl_dist_allreduce_cb(d, bn, 2));
-  CHECK(d, bn[0] == (float)w && bn[1] == (float)(w * (w - 1) / 2), "syncbn adapter");
+  CHECK(d, bn[0] == (double)w && bn[1] == (double)(w * (w - 1) / 2), "syncbn adapter");
 
   ndl_dist_field f[2] = {{"--lr", "0.001"}, {"layout hash", ""}};
   snprintf(f[1].value, sizeof f[1].value, "%016llx",

@@ -59,11 +59,21 @@ NDL_SIMD_CLONES static void bn_apply(const float *restrict x, int64_t n, int64_t
     }
 }
 
-static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, float *buf, int64_t n) {
-  if (!s->allreduce) return NDL_OK;
+static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, double *buf, int64_t n) {
   ndl_status st = s->allreduce(s->handle, buf, n);
   if (st != NDL_OK) return ndl_ctx_fail(ctx, st, "batchnorm: all-reduce failed: %s", ndl_last_error());
   return NDL_OK;
+}
+
+/* Sums over the local rows of x and x^2 per column, into acc[0..d) and acc[d..2d). */
+NDL_SIMD_CLONES static void column_sums_sq(const float *restrict x, int64_t n, int64_t d, double *restrict acc) {
+  memset(acc, 0, (size_t)(2 * d) * sizeof(double));
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      double v = x[i * d + j];
+      acc[j] += v;
+      acc[d + j] += v * v;
+    }
 }
 
 static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
@@ -71,19 +81,24 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   int64_t n = node->shape[0], d = node->shape[1];
   const float *x = ndl_cpu_contiguous(ctx, node->src[0]);
   const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
-  double *acc = ndl_ctx_alloc(ctx, (size_t)d * sizeof(double));
+  double *acc = ndl_ctx_alloc(ctx, (size_t)(2 * d) * sizeof(double));
   if (!x || !w || !b || !acc) return ctx->status;
-  column_sums(x, n, d, NULL, acc);
-  for (int64_t j = 0; j < d; j++) s->mean[j] = (float)acc[j];
-  if (allreduce(ctx, s, s->mean, d) != NDL_OK) return ctx->status;
-  for (int64_t j = 0; j < d; j++) s->mean[j] = (float)((double)s->mean[j] / (double)s->count);
-  column_sums(x, n, d, s->mean, acc);
-  for (int64_t j = 0; j < d; j++) s->var[j] = (float)acc[j];
-  if (allreduce(ctx, s, s->var, d) != NDL_OK) return ctx->status;
-  for (int64_t j = 0; j < d; j++) {
-    s->var[j] = (float)((double)s->var[j] / (double)s->count);
-    s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
+  double count = (double)s->count;
+  if (s->allreduce) { /* SyncBN: one collective of (sum x, sum x^2), in double */
+    column_sums_sq(x, n, d, acc);
+    if (allreduce(ctx, s, acc, 2 * d) != NDL_OK) return ctx->status;
+    for (int64_t j = 0; j < d; j++) {
+      double mean = acc[j] / count, var = acc[d + j] / count - mean * mean;
+      s->mean[j] = (float)mean;
+      s->var[j] = (float)(var > 0.0 ? var : 0.0);
+    }
+  } else { /* two passes over the local rows */
+    column_sums(x, n, d, NULL, acc);
+    for (int64_t j = 0; j < d; j++) s->mean[j] = (float)(acc[j] / count);
+    column_sums(x, n, d, s->mean, acc);
+    for (int64_t j = 0; j < d; j++) s->var[j] = (float)(acc[j] / count);
   }
+  for (int64_t j = 0; j < d; j++) s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
   bn_apply(x, n, d, s->mean, s->invstd, w, b, s->xhat, ndl_tensor_ptr(node));
   return NDL_OK;
 }
@@ -269,8 +284,8 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
       }
   }
   if (!need_dx) return;
+  if (batch && s->allreduce && allreduce(ctx, s, acc, 2 * ns) != NDL_OK) return;
   for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)acc[k];
-  if (batch && allreduce(ctx, s, sums, 2 * ns) != NDL_OK) return;
   float *dx = grad_target(ctx, node->src[0], grads, 0, &fx);
   if (!dx) return;
   if (fx) memset(dx, 0, (size_t)(n * d) * sizeof(float));
