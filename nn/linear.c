@@ -1,8 +1,6 @@
 /* linear.c: Linear (y = xW + b over any leading dims) and Dropout. Linear draws its weight then its
  * bias from the env's RNG at construction (needle's order); Dropout draws one rand per element of the
  * whole global batch so every rank sees the same stream and keeps its own rows. */
-#include <string.h>
-
 #include "core/ops.h"
 #include "core/nn_ops.h"
 #include "nn/init.h"
@@ -55,7 +53,7 @@ ndl_module *ndl_nn_linear(ndl_nn_env *env, const char *name, int64_t in, int64_t
 }
 
 ndl_tensor *ndl_nn_linear_weight(ndl_module *m) {
-  return strcmp(m->vt->kind, "Linear") == 0 ? ((linear_module *)m)->weight : NULL;
+  return m->vt == &linear_vt ? ((linear_module *)m)->weight : NULL;
 }
 
 /* ---- Dropout ---- */
