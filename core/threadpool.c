@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -39,9 +40,11 @@ static void run_tasks(void) {
   in_task = 0;
 }
 
-static void *worker_main(void *unused) {
-  (void)unused;
-  int seen = atomic_load(&pool.generation);
+/* arg carries the generation current when the worker was created: reading it here instead would
+ * miss a job that ndl_parallel_for posted before this thread first ran, and the caller would wait
+ * for it forever. */
+static void *worker_main(void *arg) {
+  int seen = (int)(intptr_t)arg;
   for (;;) {
     int spins = 0;
     while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) {
@@ -75,8 +78,9 @@ void ndl_threadpool_set_threads(int n) {
   if (n > MAX_THREADS) n = MAX_THREADS;
   if (n == pool.nthreads) return;
   stop_workers();
+  intptr_t gen = atomic_load(&pool.generation);
   for (int i = 1; i < n; i++) {
-    if (pthread_create(&pool.workers[i], NULL, worker_main, NULL) != 0) break;
+    if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)gen) != 0) break;
     pool.nthreads = i + 1;
   }
 }
