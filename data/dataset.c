@@ -17,7 +17,9 @@ static ndl_status find_file(const char *dir, const char *stem, char *path, size_
   const char *suffix[2] = {"", ".gz"};
   for (int i = 0; i < 2; i++) {
     int len = snprintf(path, cap, "%s/%s%s", dir, stem, suffix[i]);
-    if (len < 0 || (size_t)len >= cap) return ndl_errorf(NDL_ERR_ARG, "%s: data directory path too long", dir);
+    if (len < 0 || (size_t)len >= cap) /* the reason first: the path itself may fill the message */
+      return ndl_errorf(NDL_ERR_IO, "data directory path too long: %zu characters with %s%s, at most %zu: %.64s...%s",
+                        strlen(dir), stem, suffix[i], cap - 1, dir, dir + (strlen(dir) > 64 ? strlen(dir) - 64 : 0));
     if (stat(path, &st) == 0) return NDL_OK;
   }
   return ndl_errorf(NDL_ERR_IO, "%s: neither %s nor %s.gz found in the data directory", dir, stem, stem);

@@ -1,13 +1,18 @@
 /* idx.c: IDX reader through zlib's gz* stream, which inflates gzip content and passes raw content
  * through unchanged (gzip is detected by its 1f 8b magic, never by the file name). The payload is
  * decoded once, chunk by chunk, straight into the float / int32 output: no uint8 copy of the file.
- * Leaves out: element types other than unsigned byte, and big-endian float payloads. */
+ * Only regular files are read (opened non-blocking, so a FIFO never blocks), and the header's size
+ * claim is checked against the file size before anything is allocated (raw: exactly; gzip: at most
+ * deflate's 1032:1 ratio). Leaves out: element types other than unsigned byte, big-endian floats. */
 #include "data/idx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/alloc.h"
@@ -15,15 +20,74 @@
 typedef struct idx_file {
   gzFile gz;
   const char *path;
+  long long size; /* bytes in the file */
 } idx_file;
 
+#define IDX_DEFLATE_MAX_RATIO 1032LL /* deflate never inflates one byte to more than this */
+
+static const char *file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  return "not a regular file";
+}
+
+/* Open a regular file: O_NONBLOCK so that a FIFO without writer cannot block open(). */
 static ndl_status idx_open(idx_file *f, const char *path) {
   f->path = path;
-  errno = 0;
-  f->gz = gzopen(path, "rb");
-  if (!f->gz)
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+  f->gz = NULL;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  int flags = fcntl(fd, F_GETFL);
+  if (fstat(fd, &sb) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int e = errno;
+    close(fd);
+    return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    close(fd);
+    return ndl_errorf(NDL_ERR_IO, "%s: cannot read: %s, expected a regular file", path, file_kind(sb.st_mode));
+  }
+  f->size = (long long)sb.st_size;
+  if (!(f->gz = gzdopen(fd, "rb"))) {
+    close(fd);
+    return ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory opening the file", path);
+  }
   gzbuffer(f->gz, 1 << 17);
+  return NDL_OK;
+}
+
+/* Before allocating: can the file hold the payload the header claims? A raw file must have exactly
+ * header + payload bytes; a gzip file cannot inflate to more than IDX_DEFLATE_MAX_RATIO x its size. */
+static ndl_status idx_check_size(idx_file *f, size_t header, size_t payload, const char *kind, const char *what) {
+  long long avail = f->size - (long long)header;
+  if (gzdirect(f->gz)) {
+    if (avail < (long long)payload)
+      return ndl_errorf(NDL_ERR_FORMAT, "%s: truncated payload: header says %zu bytes (%s), found %lld (%s)",
+                        f->path, payload, what, avail, kind);
+    if (avail > (long long)payload)
+      return ndl_errorf(NDL_ERR_FORMAT, "%s: oversized payload: header says %zu bytes, found %lld trailing bytes (%s)",
+                        f->path, payload, avail - (long long)payload, kind);
+    return NDL_OK;
+  }
+  long long most = f->size * IDX_DEFLATE_MAX_RATIO;
+  if ((long long)(header + payload) > most)
+    return ndl_errorf(NDL_ERR_FORMAT,
+                      "%s: truncated payload: header says %zu bytes (%s), more than a gzip file of %lld bytes "
+                      "can hold (%lld at most) (%s)",
+                      f->path, payload, what, f->size, most, kind);
+  return NDL_OK;
+}
+
+/* The output buffer of `count` elements, once the file is known to be able to hold them. */
+static ndl_status idx_alloc(idx_file *f, size_t header, size_t count, size_t elem, const char *kind,
+                            const char *what, void **out) {
+  ndl_status s = idx_check_size(f, header, count, kind, what);
+  if (s != NDL_OK) return s;
+  if (!(*out = ndl_malloc(count * elem)))
+    return ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %s (%zu bytes)", f->path, what, count * elem);
   return NDL_OK;
 }
 
@@ -147,12 +211,11 @@ ndl_status ndl_idx_read_images(const char *path, int64_t *n, int32_t *rows, int3
     if (total > NDL_IDX_MAX_PIXELS) {
       s = ndl_errorf(NDL_ERR_FORMAT, "%s: header says %u x %u x %u = %lld pixels, expected at most %lld (images)",
                      path, dims[0], dims[1], dims[2], total, NDL_IDX_MAX_PIXELS);
-    } else if (!(px = (float *)ndl_malloc((size_t)total * sizeof(float)))) {
-      s = ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %lld pixels", path, total);
     } else {
       char what[96];
       snprintf(what, sizeof what, "%u images of %ux%u", dims[0], dims[1], dims[2]);
-      s = idx_payload(&f, (size_t)total, emit_pixels, px, "images", what);
+      s = idx_alloc(&f, 16, (size_t)total, sizeof(float), "images", what, (void **)&px);
+      if (s == NDL_OK) s = idx_payload(&f, (size_t)total, emit_pixels, px, "images", what);
     }
   }
   gzclose_r(f.gz);
@@ -175,13 +238,10 @@ ndl_status ndl_idx_read_labels(const char *path, int64_t *n, int32_t **labels) {
   int32_t *lab = NULL;
   s = idx_header(&f, NDL_IDX_MAGIC_LABELS, "labels", dims);
   if (s == NDL_OK) {
-    if (!(lab = (int32_t *)ndl_malloc((size_t)dims[0] * sizeof(int32_t)))) {
-      s = ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %u labels", path, dims[0]);
-    } else {
-      char what[64];
-      snprintf(what, sizeof what, "%u labels", dims[0]);
-      s = idx_payload(&f, dims[0], emit_labels, lab, "labels", what);
-    }
+    char what[64];
+    snprintf(what, sizeof what, "%u labels", dims[0]);
+    s = idx_alloc(&f, 8, dims[0], sizeof(int32_t), "labels", what, (void **)&lab);
+    if (s == NDL_OK) s = idx_payload(&f, dims[0], emit_labels, lab, "labels", what);
   }
   gzclose_r(f.gz);
   if (s != NDL_OK) {

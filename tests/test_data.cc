@@ -194,7 +194,37 @@ TEST_F(DataTest, IdxMissingFileIsIoError) {
   expect_images_error(path("nope-images"), NDL_ERR_IO, {path("nope-images"), "cannot open", "No such file"});
 }
 
-TEST_F(DataTest, IdxDirectoryIsIoError) { expect_images_error(dir, NDL_ERR_IO, {dir, "read failed"}); }
+TEST_F(DataTest, IdxDirectoryIsIoError) { expect_images_error(dir, NDL_ERR_IO, {dir, "a directory"}); }
+
+// A FIFO (no writer) must fail at once, not block in open(); alarm() turns a regression into a kill.
+TEST_F(DataTest, IdxFifoIsIoErrorWithoutBlocking) {
+  ASSERT_EQ(mkfifo(path("fifo").c_str(), 0600), 0);
+  alarm(60);
+  expect_images_error(path("fifo"), NDL_ERR_IO, {path("fifo"), "a FIFO, expected a regular file"});
+  int64_t n;
+  int32_t *l = nullptr;
+  EXPECT_EQ(ndl_idx_read_labels(path("fifo").c_str(), &n, &l), NDL_ERR_IO);
+  alarm(0);
+}
+
+// A header claiming more than the file can hold fails before the output is allocated: with the
+// allocator capped at 1 MiB, a 16-byte file claiming 2^31 pixels is a format error, not out of memory.
+TEST_F(DataTest, IdxHeaderClaimBeyondTheFileFailsBeforeAllocating) {
+  write_raw(path("img"), idx_images(32768, 256, 256, {}));
+  write_gz(path("img.gz"), idx_images(32768, 256, 256, {}));
+  write_raw(path("lab"), idx_labels(1000000000u, {1, 2, 3}));
+  write_gz(path("lab.gz"), idx_labels(1000000000u, {1, 2, 3}));
+  ndl_alloc_set_limit((size_t)1 << 20);
+  expect_images_error(path("img"), NDL_ERR_FORMAT, {path("img"), "truncated payload", "2147483648 bytes", "found 0"});
+  expect_images_error(path("img.gz"), NDL_ERR_FORMAT, {path("img.gz"), "truncated payload", "2147483648 bytes", "gzip file of"});
+  for (const char *name : {"lab", "lab.gz"}) {
+    int64_t n;
+    int32_t *l = nullptr;
+    EXPECT_EQ(ndl_idx_read_labels(path(name).c_str(), &n, &l), NDL_ERR_FORMAT) << ndl_last_error();
+    EXPECT_NE(std::string(ndl_last_error()).find("truncated payload"), std::string::npos) << ndl_last_error();
+  }
+  ndl_alloc_set_limit(0);
+}
 
 TEST_F(DataTest, IdxWrongMagic) {
   write_raw(path("img"), idx_images(1, 2, 2, pixel_pattern(4), 0x00000903));
@@ -335,6 +365,22 @@ TEST_F(DataTest, MnistMissingFile) {
   write_split("train", 3, 2, 2, false);
   std::remove(path("train-labels-idx1-ubyte").c_str());
   expect_load_error(dir, "train", 10, NDL_ERR_IO, {"neither train-labels-idx1-ubyte nor"});
+}
+
+// A data directory whose file paths exceed PATH_MAX is a data error (I/O), naming the cause.
+TEST_F(DataTest, MnistDirectoryPathTooLong) {
+  std::string d = dir;
+  while (d.size() < 4080) d += "/.";
+  expect_load_error(d, "train", 10, NDL_ERR_IO, {"data directory path too long", "train-images-idx3-ubyte"});
+}
+
+TEST_F(DataTest, MnistFifoDataFileIsIoError) {
+  write_split("train", 3, 2, 2, false);
+  std::remove(path("train-labels-idx1-ubyte").c_str());
+  ASSERT_EQ(mkfifo(path("train-labels-idx1-ubyte").c_str(), 0600), 0);
+  alarm(60);
+  expect_load_error(dir, "train", 10, NDL_ERR_IO, {"train-labels-idx1-ubyte", "a FIFO"});
+  alarm(0);
 }
 
 TEST_F(DataTest, MnistBadSplitOrClasses) {
