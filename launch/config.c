@@ -1,6 +1,7 @@
 /* config.c: parsing ndl-train's command line ("--opt value" or "--opt=value") into
  * ndl_train_config with strict number parsing: a non-numeric, out-of-range or negative value, an
- * unknown option or a missing value is a usage error naming the option and what was expected. */
+ * unknown option or a missing value (a next argument starting with "--" is not taken as a value) is a
+ * usage error naming the option and what was expected, and so is an option the run would ignore. */
 #include "launch/config.h"
 
 #include <errno.h>
@@ -12,6 +13,9 @@
 
 #include "nn/models.h"
 
+#define MAX_THREADS 64   /* core/threadpool.c runs at most this many threads */
+#define MAX_CLASSES 256  /* labels are uint8 (data/idx.h) */
+
 static const char usage[] =
     "usage: ndl-train [options]            (or: mpirun -np N ndl-train [options])\n"
     "  --data DIR             IDX files (train-/t10k-images-idx3-ubyte[.gz], ...); default $NDL_DATA,\n"
@@ -21,12 +25,12 @@ static const char usage[] =
     "  --lr X 0.001  --momentum X 0  --weight-decay X 0.001  --nesterov\n"
     "  --model NAME           mlpresnet|mlp (mlpresnet)\n"
     "  --hidden-dim N 100  --blocks N 3  --drop-prob X 0.1  --norm batch|layer|none (batch)\n"
-    "  --hidden-dims A,B,...  100,100 (mlp)   --weight-scale X 1e-2 (mlp)   --reg X 0 (mlp)\n"
-    "  --classes N            10\n"
+    "  --hidden-dims A,B,...  100,100 (mlp)   --weight-scale X 1e-2 (mlp)   --reg X 0 (L2 on weights)\n"
+    "  --classes N            10 (at most 256)\n"
     "  --sync-bn | --no-sync-bn   synchronized BatchNorm (on when N > 1)\n"
     "  --needle-compat        seed 4 before building the model and at every epoch start\n"
     "  --seed N 0  --no-shuffle  --augment (RandomCrop(4) + RandomFlipHorizontal)\n"
-    "  --device cpu|cuda      --threads N (cores / local ranks)\n"
+    "  --device cpu|cuda      --threads N (cores / local ranks, at most 64)\n"
     "  --load FILE  --save FILE   weights (safetensors, PyTorch state_dict names)\n"
     "  --checkpoint-dir DIR  --checkpoint-every N  --resume DIR\n"
     "  --max-steps N  --eval-only  --log FILE  --log-steps  --timeout S 60  --quiet  --help\n"
@@ -112,18 +116,22 @@ static int parse_choice(parse_state *ps, const char *opt, const char *val, const
   return fail(ps, fmt, opt, val);
 }
 
+/* The whole list, however long: every element an integer in [1, 2^20], no empty element. */
 static int parse_dims(parse_state *ps, const char *opt, const char *val, ndl_train_config *c) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", val);
-  c->n_hidden_dims = 0;
-  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-    if (c->n_hidden_dims == NDL_MAX_HIDDEN_LAYERS)
-      return fail(ps, "%s: at most 16 hidden layers, got '%s'", opt, val);
-    int64_t d;
-    if (parse_int(ps, opt, tok, 1, 1 << 20, &d)) return 2;
-    c->hidden_dims[c->n_hidden_dims++] = d;
+  int n = 0;
+  for (const char *p = val;;) {
+    char *end;
+    errno = 0;
+    long long d = strtoll(p, &end, 10);
+    if (end == p || errno || (*end && *end != ','))
+      return fail(ps, "%s: expected a list of integers like 100,100, got '%s'", opt, val);
+    if (d < 1 || d > (1 << 20)) return fail(ps, "%s: every width must be in [1, 1048576], got '%s'", opt, val);
+    if (n == NDL_MAX_HIDDEN_LAYERS) return fail(ps, "%s: at most 16 hidden layers, got '%s'", opt, val);
+    c->hidden_dims[n++] = d;
+    if (!*end) break;
+    p = end + 1;
   }
-  if (c->n_hidden_dims == 0) return fail(ps, "%s: expected a list like 100,100, got '%s'", opt, val);
+  c->n_hidden_dims = n;
   return 0;
 }
 
@@ -148,8 +156,8 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
   if (!strcmp(opt, "--max-steps")) return parse_int(ps, opt, v, 1, INT64_MAX, &c->max_steps);
   if (!strcmp(opt, "--seed")) return parse_int(ps, opt, v, 0, 4294967295LL, &c->seed);
   if (!strcmp(opt, "--blocks")) return (r = parse_int(ps, opt, v, 0, 60, &i)) ? r : (c->blocks = (int)i, 0);
-  if (!strcmp(opt, "--threads")) return (r = parse_int(ps, opt, v, 1, 256, &i)) ? r : (c->threads = (int)i, 0);
-  if (!strcmp(opt, "--classes")) return (r = parse_int(ps, opt, v, 2, 1 << 20, &i)) ? r : (c->classes = (int)i, 0);
+  if (!strcmp(opt, "--threads")) return (r = parse_int(ps, opt, v, 1, MAX_THREADS, &i)) ? r : (c->threads = (int)i, 0);
+  if (!strcmp(opt, "--classes")) return (r = parse_int(ps, opt, v, 2, MAX_CLASSES, &i)) ? r : (c->classes = (int)i, 0);
   if (!strcmp(opt, "--lr")) return parse_real(ps, opt, v, 0, DBL_MAX, &c->lr);
   if (!strcmp(opt, "--momentum")) return parse_real(ps, opt, v, 0, 0.999999, &c->momentum);
   if (!strcmp(opt, "--weight-decay")) return parse_real(ps, opt, v, 0, 1e6, &c->weight_decay);
@@ -191,6 +199,30 @@ static int set_flag(ndl_train_config *c, const char *opt) {
   return 1;
 }
 
+/* An option given on the command line (either spelling). */
+static int given(int argc, char **argv, const char *opt) {
+  size_t len = strlen(opt);
+  for (int i = 1; i < argc; i++)
+    if (!strncmp(argv[i], opt, len) && (argv[i][len] == 0 || argv[i][len] == '=')) return 1;
+  return 0;
+}
+
+/* Options the run would silently ignore are usage errors. */
+static int check_combination(parse_state *ps, int argc, char **argv, const ndl_train_config *c) {
+  static const char *const mlp_only[] = {"--hidden-dims", "--weight-scale"};
+  static const char *const resnet_only[] = {"--hidden-dim", "--blocks"};
+  if (c->checkpoint_every && !c->checkpoint_dir)
+    return fail(ps, "%s: needs --checkpoint-dir DIR (checkpoints are written only there)%s", "--checkpoint-every", "");
+  if (c->save && c->eval_only)
+    return fail(ps, "%s with --eval-only: nothing is trained, so there is nothing to save%s", "--save", "");
+  for (int k = 0; k < 2; k++) {
+    const char *opt = c->model == NDL_MODEL_MLP ? resnet_only[k] : mlp_only[k];
+    if (given(argc, argv, opt))
+      return fail(ps, "%s: applies to --model %s only", opt, c->model == NDL_MODEL_MLP ? "mlpresnet" : "mlp");
+  }
+  return 0;
+}
+
 int ndl_config_parse(int argc, char **argv, ndl_train_config *c, char *err, int errlen) {
   parse_state ps = {err, errlen};
   err[0] = 0;
@@ -212,12 +244,12 @@ int ndl_config_parse(int argc, char **argv, ndl_train_config *c, char *err, int 
       continue;
     }
     if (eq) val = eq + 1;
-    else if (i + 1 < argc) val = argv[i + 1];
+    else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) val = argv[i + 1]; /* not the next option */
     int r = set_value(&ps, c, opt, val ? val : "");
     if (r == -1) return fail(&ps, "%s: unknown option%s (see --help)", opt, "");
     if (!val) return fail(&ps, "%s: missing value%s", opt, "");
     if (r) return r;
     if (!eq) i++;
   }
-  return 0;
+  return check_combination(&ps, argc, argv, c);
 }

@@ -9,6 +9,7 @@
 #include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
+#include "launch/jsonlog.h"
 #include "launch/threads.h"
 #include "launch/trainer.h"
 #include "launch/weights.h"
@@ -64,14 +65,13 @@ static void print_epoch(ndl_trainer *t, double test_err, double test_loss) {
          (long long)t->epoch + 1, (long long)t->cfg.epochs, tr_err, tr_loss, test_err, test_loss, m->seconds, sps);
   fflush(stdout);
   if (t->log) {
-    fprintf(t->log,
+    ndl_jsonlog_line(t->log,
             "{\"epoch\":%lld,\"epochs\":%lld,\"step\":%lld,\"train_err\":%.6f,\"train_loss\":%.6f,"
             "\"test_err\":%.6f,\"test_loss\":%.6f,\"time_s\":%.4f,\"samples_per_s\":%.1f,"
-            "\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_bytes_per_step\":%lld}\n",
+            "\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_bytes_per_step\":%lld}",
             (long long)t->epoch + 1, (long long)t->cfg.epochs, (long long)t->step, tr_err, tr_loss, test_err,
             test_loss, m->seconds, sps, t->world, m->allreduce_seconds,
             t->world > 1 ? (long long)t->env.params.numel * 4 : 0LL);
-    fflush(t->log);
   }
 }
 
@@ -103,7 +103,9 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
   }
   for (; t->epoch < cfg->epochs; t->epoch++) {
     ndl_epoch_end end;
+    int64_t before = t->step;
     if ((s = ndl_trainer_run_epoch(t, &end)) != NDL_OK) return fail_training(t, s);
+    if (end == NDL_EPOCH_STOPPED && t->step == before) break; /* resumed at --max-steps: no step, no line */
     double err, loss;
     if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return fail_training(t, s);
     print_epoch(t, err, loss);
@@ -155,10 +157,8 @@ int main(int argc, char **argv) {
     code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : s == NDL_ERR_DIST ? EXIT_DIST : 1, NULL);
   if (!code && cfg.load && ndl_weights_load(cfg.load, &t.env) != NDL_OK) code = report(EXIT_STATE, "--load");
   if (!code && cfg.resume && ndl_trainer_resume(&t, cfg.resume) != NDL_OK) code = report(EXIT_STATE, "--resume");
-  if (!code && cfg.log && ndl_dist_rank(dist) == 0 && !(t.log = fopen(cfg.log, "w"))) {
-    fprintf(stderr, "ndl-train: --log %s: cannot open for writing\n", cfg.log);
-    code = EXIT_USAGE;
-  }
+  if (!code && cfg.log && ndl_dist_rank(dist) == 0 && ndl_jsonlog_open(cfg.log, cfg.resume != NULL, &t.log) != NDL_OK)
+    code = report(EXIT_USAGE, "--log"); /* a resumed run appends */
   code = agree_exit(dist, code);
   if (!code && (s = ndl_trainer_sync_start(&t)) != NDL_OK) {
     if (ndl_dist_rank(dist) == 0) report(EXIT_DIST, NULL);

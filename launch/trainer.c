@@ -11,6 +11,7 @@
 #include "core/ops.h"
 #include "dist/dist_check.h"
 #include "launch/checkpoint.h"
+#include "launch/jsonlog.h"
 #include "launch/progress.h"
 #include "nn/models.h"
 
@@ -193,8 +194,8 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   t->cur.errors += (int64_t)metrics[1];
   t->cur.seen += b->global_count;
   if (t->log && t->cfg.log_steps)
-    fprintf(t->log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g}\n", (long long)t->step,
-            (long long)t->epoch + 1, lv);
+    ndl_jsonlog_line(t->log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g}", (long long)t->step,
+                     (long long)t->epoch + 1, lv);
   ndl_ctx_reset(ctx);
   return NDL_OK;
 }
@@ -214,16 +215,15 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
   double start = now_s();
   ndl_batch b;
   ndl_status st = NDL_OK;
-  int r;
-  while ((r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
+  int r = 0;
+  /* --max-steps is checked before taking a batch, so a run resumed at or past it takes no step */
+  while (!(t->cfg.max_steps && t->step >= t->cfg.max_steps) &&
+         (r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
     if ((st = train_step(t, &b)) != NDL_OK) break;
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
     if (ndl_trainer_checkpoint_due(t) && (st = ndl_trainer_checkpoint(t)) != NDL_OK) break;
-    if (t->cfg.max_steps && t->step >= t->cfg.max_steps) {
-      *end = NDL_EPOCH_STOPPED;
-      break;
-    }
   }
+  if (st == NDL_OK && r >= 0 && t->cfg.max_steps && t->step >= t->cfg.max_steps) *end = NDL_EPOCH_STOPPED;
   t->cur.seconds += now_s() - start;
   ndl_progress_end(&bar);
   if (r < 0) st = (ndl_status)r;
