@@ -1,5 +1,6 @@
 /* jsonlog.c: the --log file. open(2) with O_NONBLOCK (a FIFO without reader fails with ENXIO
- * instead of blocking), then fstat: anything but a regular file is refused. The FILE is only a
+ * instead of blocking), then fstat: a regular file, a character device (/dev/null, a terminal) or a
+ * FIFO that has a reader is taken; a directory, socket or block device is refused. The FILE is only a
  * handle for the caller: lines bypass stdio buffering and go out whole, one write(2) each. */
 #include "launch/jsonlog.h"
 
@@ -46,11 +47,13 @@ ndl_status ndl_jsonlog_open(const char *path, int append, FILE **out) {
     close(fd);
     return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s", path, strerror(e));
   }
-  if (!S_ISREG(sb.st_mode)) {
+  int regular = S_ISREG(sb.st_mode);
+  if (!regular && !S_ISCHR(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
     close(fd);
     return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s, expected a regular file", path, kind(sb.st_mode));
   }
-  if ((append ? cut_torn_line(fd, sb.st_size) : ftruncate(fd, 0)) != 0 || !(*out = fdopen(fd, append ? "a" : "w"))) {
+  if ((regular && (append ? cut_torn_line(fd, sb.st_size) : ftruncate(fd, 0)) != 0) ||
+      !(*out = fdopen(fd, append ? "a" : "w"))) {
     int e = errno;
     close(fd);
     return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s", path, strerror(e));

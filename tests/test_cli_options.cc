@@ -231,7 +231,7 @@ TEST_F(CliOptions, FifoDataFileOrLogFailsWithoutBlocking) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   expect_failure(train("--epochs 1 --log " + fifo), 2, "--log: " + fifo + ": cannot open for writing: a FIFO");
   expect_failure(train("--epochs 1 --log " + dir), 2, "cannot open for writing");
-  expect_failure(train("--epochs 1 --log /dev/null"), 2, "a device, expected a regular file");
+  EXPECT_EQ(train("--epochs 1 --max-steps 2 --log /dev/null").code, 0);  // a device that never blocks
   std::string d = dir + "/fifodata";
   mkdir(d.c_str(), 0755);
   make_split(d, "train", 100, 3, false);
