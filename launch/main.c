@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
@@ -30,8 +31,9 @@ static int report(int code, const char *what) {
 static int agree_exit(ndl_dist *d, int code) {
   int world = ndl_dist_world(d);
   if (world == 1) return code;
-  int32_t mine = code, all[1024];
-  if (world > 1024 || ndl_dist_allgather(d, &mine, all, sizeof mine, "startup status allgather") != NDL_OK) {
+  int32_t mine = code, *all = ndl_malloc((size_t)world * sizeof *all); /* any world size */
+  if (!all) ndl_errorf(NDL_ERR_NOMEM, "out of memory for the startup status of %d ranks", world);
+  if (!all || ndl_dist_allgather(d, &mine, all, sizeof mine, "startup status allgather") != NDL_OK) {
     ndl_dist_log_all(d, "%s", ndl_last_error());
     ndl_dist_abort(d, EXIT_DIST);
   }
@@ -40,6 +42,7 @@ static int agree_exit(ndl_dist *d, int code) {
     if (all[r] > worst) worst = all[r];
     if (all[r] && first < 0) first = r;
   }
+  ndl_free(all);
   if (worst && !code) ndl_dist_log0(d, "stopping: rank %d failed at startup (exit %d)", first, worst);
   return worst;
 }
