@@ -157,7 +157,9 @@ int main(int argc, char **argv) {
   if (!code && s != NDL_OK)
     code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : s == NDL_ERR_DIST ? EXIT_DIST : 1, NULL);
   if (!code && cfg.load && ndl_weights_load(cfg.load, &t.env) != NDL_OK) code = report(EXIT_STATE, "--load");
-  if (!code && cfg.resume && ndl_trainer_resume(&t, cfg.resume) != NDL_OK) code = report(EXIT_STATE, "--resume");
+  /* rank 0 reads the checkpoint (it is the one that writes them); ndl_trainer_sync_start shares it */
+  if (!code && cfg.resume && ndl_dist_rank(dist) == 0 && ndl_trainer_resume(&t, cfg.resume) != NDL_OK)
+    code = report(EXIT_STATE, "--resume");
   if (!code && cfg.log && ndl_dist_rank(dist) == 0 && !(t.log = fopen(cfg.log, "w"))) {
     fprintf(stderr, "ndl-train: --log %s: cannot open for writing\n", cfg.log);
     code = EXIT_USAGE;

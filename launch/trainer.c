@@ -12,6 +12,7 @@
 #include "dist/dist_check.h"
 #include "launch/checkpoint.h"
 #include "launch/progress.h"
+#include "launch/resume_sync.h"
 #include "nn/models.h"
 
 static double now_s(void) {
@@ -122,6 +123,7 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
   FIELD("--no-shuffle/--augment/--sync-bn", "%d/%d/%d", !c->shuffle, c->augment, c->sync_bn != 0);
   FIELD("--checkpoint-every/--timeout", "%lld/%g", (long long)c->checkpoint_every, c->timeout);
   FIELD("data sizes", "train %lld, test %lld", (long long)t->train.n, (long long)t->test.n);
+  FIELD("--resume/resume state bytes", "%d/%zu", c->resume != NULL, ndl_resume_state_bytes());
 #undef FIELD
   ndl_status st = ndl_dist_check_agree(t->dist, f, n);
   if (st != NDL_OK) return st;
@@ -132,7 +134,8 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
       (st = ndl_dist_broadcast(t->dist, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
       (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
     return st;
-  return NDL_OK;
+  /* rank 0 alone read --resume: its counters, RNG and data position everywhere */
+  return c->resume ? ndl_trainer_sync_resume(t) : NDL_OK;
 }
 
 void ndl_trainer_free(ndl_trainer *t) {
