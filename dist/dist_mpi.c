@@ -111,6 +111,10 @@ static ndl_status init_comms(ndl_dist *d) {
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
     NDL_MPI_CHECK(d, MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
     m->owns_mpi = 1;
+    if (provided < MPI_THREAD_FUNNELED) /* the prefetch and pool threads run beside MPI calls */
+      return ndl_errorf(NDL_ERR_DIST, "dist: MPI provides thread level %d, below MPI_THREAD_FUNNELED (%d) "
+                        "that ndl-train needs: use an MPI built with thread support", provided,
+                        MPI_THREAD_FUNNELED);
   }
   NDL_MPI_CHECK(d, MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   NDL_MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &m->coll));

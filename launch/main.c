@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
@@ -31,8 +32,9 @@ static int report(int code, const char *what) {
 static int agree_exit(ndl_dist *d, int code) {
   int world = ndl_dist_world(d);
   if (world == 1) return code;
-  int32_t mine = code, all[1024];
-  if (world > 1024 || ndl_dist_allgather(d, &mine, all, sizeof mine, "startup status allgather") != NDL_OK) {
+  int32_t mine = code, *all = ndl_malloc((size_t)world * sizeof *all); /* any world size */
+  if (!all) ndl_errorf(NDL_ERR_NOMEM, "out of memory for the startup status of %d ranks", world);
+  if (!all || ndl_dist_allgather(d, &mine, all, sizeof mine, "startup status allgather") != NDL_OK) {
     ndl_dist_log_all(d, "%s", ndl_last_error());
     ndl_dist_abort(d, EXIT_DIST);
   }
@@ -41,6 +43,7 @@ static int agree_exit(ndl_dist *d, int code) {
     if (all[r] > worst) worst = all[r];
     if (all[r] && first < 0) first = r;
   }
+  ndl_free(all);
   if (worst && !code) ndl_dist_log0(d, "stopping: rank %d failed at startup (exit %d)", first, worst);
   return worst;
 }
@@ -156,7 +159,9 @@ int main(int argc, char **argv) {
   if (!code && s != NDL_OK)
     code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : s == NDL_ERR_DIST ? EXIT_DIST : 1, NULL);
   if (!code && cfg.load && ndl_weights_load(cfg.load, &t.env) != NDL_OK) code = report(EXIT_STATE, "--load");
-  if (!code && cfg.resume && ndl_trainer_resume(&t, cfg.resume) != NDL_OK) code = report(EXIT_STATE, "--resume");
+  /* rank 0 reads the checkpoint (it is the one that writes them); ndl_trainer_sync_start shares it */
+  if (!code && cfg.resume && ndl_dist_rank(dist) == 0 && ndl_trainer_resume(&t, cfg.resume) != NDL_OK)
+    code = report(EXIT_STATE, "--resume");
   if (!code && cfg.log && ndl_dist_rank(dist) == 0 && ndl_jsonlog_open(cfg.log, cfg.resume != NULL, &t.log) != NDL_OK)
     code = report(EXIT_USAGE, "--log"); /* a resumed run appends */
   code = agree_exit(dist, code);

@@ -13,6 +13,7 @@
 #include "launch/checkpoint.h"
 #include "launch/jsonlog.h"
 #include "launch/progress.h"
+#include "launch/resume_sync.h"
 #include "nn/models.h"
 
 static double now_s(void) {
@@ -123,6 +124,7 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
   FIELD("--no-shuffle/--augment/--sync-bn", "%d/%d/%d", !c->shuffle, c->augment, c->sync_bn != 0);
   FIELD("--checkpoint-every/--timeout", "%lld/%g", (long long)c->checkpoint_every, c->timeout);
   FIELD("data sizes", "train %lld, test %lld", (long long)t->train.n, (long long)t->test.n);
+  FIELD("--resume/resume state bytes", "%d/%zu", c->resume != NULL, ndl_resume_state_bytes());
 #undef FIELD
   ndl_status st = ndl_dist_check_agree(t->dist, f, n);
   if (st != NDL_OK) return st;
@@ -133,7 +135,8 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
       (st = ndl_dist_broadcast(t->dist, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
       (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
     return st;
-  return NDL_OK;
+  /* rank 0 alone read --resume: its counters, RNG and data position everywhere */
+  return c->resume ? ndl_trainer_sync_resume(t) : NDL_OK;
 }
 
 void ndl_trainer_free(ndl_trainer *t) {
@@ -168,15 +171,17 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   t->env.global_rows = b->global_count;
   t->env.row_offset = b->local_offset;
   ndl_optim_zero_grad(t->opt);
+  if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
   ndl_tensor *logits = ndl_module_forward(t->model, ctx, &x);
   ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, b->labels, b->global_count);
-  if (loss && t->cfg.reg > 0) loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
+  /* the penalty once per global step: on rank 0 only, since losses and gradients are summed over ranks */
+  if (loss && t->cfg.reg > 0 && t->rank == 0)
+    loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
   if (!loss || ndl_graph_backward(ctx, loss, NULL) != NDL_OK) return ctx->status;
   /* rank-local loss (local sum / global count) and error count, summed across ranks */
   float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
   ndl_status st;
   if (t->world > 1) {
-    ndl_dist_set_step(t->dist, t->step + 1);
     double t0 = now_s();
     st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
     t->cur.allreduce_seconds += now_s() - t0;

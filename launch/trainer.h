@@ -51,7 +51,8 @@ typedef enum { NDL_EPOCH_DONE = 0, NDL_EPOCH_STOPPED = 1 } ndl_epoch_end;
  * No collective runs here, so a failure can be agreed on afterwards (ndl_trainer_agree). */
 ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data);
 /* Startup check across ranks (parameter count, layout hash, hyper-parameters, data sizes), then
- * parameters, buffers and optimizer state broadcast from rank 0. NDL_ERR_DIST on a mismatch. */
+ * parameters, buffers and optimizer state broadcast from rank 0, and with --resume rank 0's resume
+ * state (ndl_trainer_sync_resume). NDL_ERR_DIST on a mismatch. */
 ndl_status ndl_trainer_sync_start(ndl_trainer *t);
 void ndl_trainer_free(ndl_trainer *t);
 /* Run (the rest of) the current epoch; *end says whether --max-steps stopped it. NDL_ERR_NUMERIC

@@ -66,7 +66,10 @@ typedef struct {
 static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   dropout_module *d = (dropout_module *)m;
   if (!m->training) return x;
-  int64_t rows = x->ndim ? x->shape[0] : 1, cols = ndl_tensor_numel(x) / (rows ? rows : 1);
+  /* cols from the shape, not numel / rows: an empty local slice (rows 0) must still skip the draws
+   * of the other ranks' rows, or its stream falls behind theirs */
+  int64_t rows = x->ndim ? x->shape[0] : 1, cols = 1;
+  for (int dim = 1; dim < x->ndim; dim++) cols *= x->shape[dim];
   int64_t global_rows = m->env->global_rows ? m->env->global_rows : rows;
   int64_t first = m->env->global_rows ? m->env->row_offset : 0;
   ndl_tensor *mask = ndl_tensor_empty(ctx, x->ndim, x->shape);

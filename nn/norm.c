@@ -37,6 +37,8 @@ static ndl_tensor *composed_normalize(ndl_ctx *ctx, ndl_tensor *x, int axis, flo
   return ndl_div(ctx, xm, ndl_broadcast_to(ctx, ndl_reshape(ctx, std, 2, keep), 2, x->shape));
 }
 
+/* Fold a batch's statistics into the running ones. Callers skip it for an empty batch (a rank's
+ * empty slice under --no-sync-bn): its 0/0 statistics would make the running ones NaN. */
 static void update_running(norm_module *b, const float *mean, const float *var) {
   float keep = (float)(1.0 - (double)b->momentum), m = b->momentum;
   float *rm = ndl_tensor_ptr(b->running_mean), *rv = ndl_tensor_ptr(b->running_var);
@@ -72,13 +74,13 @@ static ndl_tensor *batchnorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x)
     ndl_tensor *y = ndl_batchnorm_train(ctx, x, b->weight, b->bias, b->eps,
                                         env->allreduce ? env->global_rows : 0, env->allreduce,
                                         env->allreduce_handle, mean, var);
-    if (y) update_running(b, mean, var);
+    if (y && (env->allreduce || x->shape[0] > 0)) update_running(b, mean, var);
     return y;
   }
   ndl_tensor *mean, *var;
   ndl_tensor *xh = composed_normalize(ctx, x, 0, b->eps, &mean, &var);
   ndl_tensor *y = ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
-  if (y) update_running(b, ndl_tensor_ptr(mean), ndl_tensor_ptr(var));
+  if (y && x->shape[0] > 0) update_running(b, ndl_tensor_ptr(mean), ndl_tensor_ptr(var));
   return y;
 }
 

@@ -262,6 +262,11 @@ float *ndl_optim_state(ndl_optim *o, int64_t *numel) {
 
 int64_t ndl_optim_step_count(const ndl_optim *o) { return o->t; }
 
+void ndl_optim_set_step_count(ndl_optim *o, int64_t t) {
+  NDL_ASSERT(t >= 0);
+  o->t = t;
+}
+
 ndl_status ndl_optim_load_state(ndl_optim *o, const float *state, int64_t numel, int64_t t) {
   if (numel != o->state_numel)
     return ndl_errorf(NDL_ERR_MISMATCH, "%s: checkpoint has %lld state floats, optimizer %lld",

@@ -83,6 +83,8 @@ const char *ndl_optim_name(const ndl_optim *o);
 float *ndl_optim_state(ndl_optim *o, int64_t *numel);
 /* Steps taken so far (checkpoint this with the state). */
 int64_t ndl_optim_step_count(const ndl_optim *o);
+/* Set the step counter alone (a resumed step count received from rank 0); NDL_ASSERT t >= 0. */
+void ndl_optim_set_step_count(ndl_optim *o, int64_t t);
 /* Restore a checkpoint: copy numel floats into the state and set the step counter.
  * NDL_ERR_MISMATCH (state untouched) when numel differs from the state size;
  * NDL_ERR_ARG if t < 0. */
