@@ -16,7 +16,8 @@ const char *ndl_fuzz_dir(void);
 const char *ndl_fuzz_write(const char *name, const uint8_t *data, size_t size);
 /* Path of <scratch>/<name> into out. */
 void ndl_fuzz_path(const char *name, char *out, size_t cap);
-/* Abort unless s is NDL_OK or a known error status whose message is non-empty and one clean line. */
+/* Abort unless s is NDL_OK or a known error status whose message is non-empty and one clean line
+ * (no byte below 0x20; NDL_FUZZ_IGNORE_MESSAGES=1 skips that part, to fuzz past a known case). */
 void ndl_fuzz_check_status(ndl_status s, const char *call);
 /* Abort with a message (a property the target checks does not hold). */
 void ndl_fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
