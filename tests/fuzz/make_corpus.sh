@@ -72,7 +72,10 @@ RNG_POS, CUR_IN_EPOCH, CUR_RNG = 624 * 4, 36, 40
 mid = f"{cor}/fuzz_resume/ckpt-mid-epoch.safetensors"
 res = f"{reg}/fuzz_resume"
 # item 9: RNG position out of [0, 624] (negative indexes mt[] out of bounds; the loader's copy too)
-for name, off, pos, out in [("_ndl.rng", RNG_POS, -1, "ckpt-rng-pos-minus-1"),
+raw_blobs = "_ndl.rng" in load(mid)[0] and "_ndl.cursor" in load(mid)[0]
+if not raw_blobs:
+    print("make_corpus: no raw _ndl.rng/_ndl.cursor blobs (new format): kept the crafted RNG/cursor inputs")
+for name, off, pos, out in [] if not raw_blobs else [("_ndl.rng", RNG_POS, -1, "ckpt-rng-pos-minus-1"),
                             ("_ndl.rng", RNG_POS, -100000, "ckpt-rng-pos-minus-100000"),
                             ("_ndl.rng", RNG_POS, 100000, "ckpt-rng-pos-100000"),
                             ("_ndl.cursor", CUR_RNG + RNG_POS, -1, "ckpt-cursor-rng-pos-minus-1")]:
@@ -80,10 +83,16 @@ for name, off, pos, out in [("_ndl.rng", RNG_POS, -1, "ckpt-rng-pos-minus-1"),
     patch(head, body, name, off, "<i", pos)
     save(f"{res}/{out}.safetensors", head, body)
 # item 9: cursor contradicting the metadata: ndl.in_epoch 1 but the cursor says no epoch begun
-head, body = load(mid)
-patch(head, body, "_ndl.cursor", 0, "<q", 0)             # epochs_begun
-patch(head, body, "_ndl.cursor", CUR_IN_EPOCH, "<i", 0)  # in_epoch
-save(f"{res}/ckpt-cursor-no-epoch-begun.safetensors", head, body)
+if raw_blobs:
+    head, body = load(mid)
+    patch(head, body, "_ndl.cursor", 0, "<q", 0)             # epochs_begun
+    patch(head, body, "_ndl.cursor", CUR_IN_EPOCH, "<i", 0)  # in_epoch
+    save(f"{res}/ckpt-cursor-no-epoch-begun.safetensors", head, body)
+# item 9: counters at INT64_MAX overflow (signed, UB) at the next step's increment
+for key in ["ndl.step", "ndl.epoch", "ndl.optim_t", "ndl.errors", "ndl.seen"]:
+    head, body = load(mid)
+    head["__metadata__"][key] = str(2**63 - 1)
+    save(f"{res}/ckpt-meta-{key[4:].replace('_', '-')}-int64-max.safetensors", head, body)
 # item 11: newlines in a tensor name (weights: "unexpected tensor") and a metadata value (setup)
 head, body = load(f"{cor}/fuzz_resume/weights.safetensors")
 end = max(v["data_offsets"][1] for k, v in head.items() if k != "__metadata__")
