@@ -13,6 +13,10 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do dirs+=("$1"); shift; done
 flags=("$@")
 rm -rf "$work"
 mkdir -p "$work"
+# the targets' scratch files, removed even when an input crashed the target
+scratch=$(mktemp -d /dev/shm/ndl-fuzz-run.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+export NDL_FUZZ_TMPDIR=$scratch
 # stack traces with file:line (the symbolizer is not on PATH on Debian)
 for s in llvm-symbolizer /usr/lib/llvm-*/bin/llvm-symbolizer; do
   if command -v "$s" >/dev/null; then export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-$(command -v "$s")}; break; fi
