@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: install dependencies, build needle-c, and run the whole test suite under ctest, then the
-# same suite again in an AddressSanitizer + UndefinedBehaviorSanitizer build. GPU tests (label gpu)
-# run only when NDL_TEST_GPU=1. Usage: scripts/test.sh [--no-sanitize]
+# same suite again in an AddressSanitizer + UndefinedBehaviorSanitizer build, then the fuzz stage
+# (clang + libFuzzer, tests/fuzz; NDL_TEST_FUZZ=0 skips it). GPU tests (label gpu) run only when
+# NDL_TEST_GPU=1. Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh python3-numpy python3-torch  # torch: the PyTorch interop/tracking tests
@@ -17,4 +18,13 @@ run_suite() {  # build dir, extra cmake args...
 run_suite build
 if [ "${1:-}" != "--no-sanitize" ]; then
   ASAN_OPTIONS=detect_leaks=1 run_suite build-asan -DNDL_SANITIZE=ON
+fi
+# Fuzzing (tests/fuzz, label fuzz): a clang build with libFuzzer, ASan and UBSan; replays the seed
+# corpus and the kept crash inputs, then fuzzes each target for ~60 s (all at once: time-bound).
+# NDL_TEST_FUZZ=0 skips it.
+if [ "${NDL_TEST_FUZZ:-1}" = 1 ]; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DNDL_FUZZ=ON -DNDL_BUILD_TESTS=OFF \
+    -DNDL_MPI=OFF >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target ndl_fuzz
+  (cd build-fuzz && ctest --output-on-failure -j"$((jobs > 6 ? jobs : 6))" -L fuzz)
 fi

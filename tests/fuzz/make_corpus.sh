@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# make_corpus.sh: (re)make the seed corpus and the crafted regression inputs of tests/fuzz from a
+# tiny generated data set and a real ndl-train run: IDX files (raw and gzip) that are also the resume
+# target's data set, the run's --save weights, a mid-epoch and an epoch-end checkpoint; then the
+# crash inputs of issue 9 items 9 and 11, crafted from those. Rerun it whenever the checkpoint format
+# changes (the resume seeds must be checkpoints of the current build). Usage: make_corpus.sh NDL-TRAIN
+set -euo pipefail
+ndl_train=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+cor=$here/corpus reg=$here/regressions
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$cor"/{fuzz_idx,fuzz_safetensors,fuzz_resume} "$reg"/{fuzz_idx,fuzz_safetensors,fuzz_resume}
+
+# 1. Data: 16 training and 8 test images of 8x8 pixels, labels i % 10 (train raw, t10k gzip).
+python3 - "$cor/fuzz_idx" <<'PY'
+import gzip, struct, sys
+out = sys.argv[1]
+def images(n, seed):
+    x, px = seed, bytearray()
+    for _ in range(n * 64):
+        x = (x * 1103515245 + 12345) % 2**31
+        px.append(x >> 23)
+    return struct.pack(">IIII", 0x803, n, 8, 8) + bytes(px)
+def labels(n):
+    return struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n))
+open(f"{out}/train-images-idx3-ubyte", "wb").write(images(16, 1))
+open(f"{out}/train-labels-idx1-ubyte", "wb").write(labels(16))
+open(f"{out}/t10k-images-idx3-ubyte.gz", "wb").write(gzip.compress(images(8, 2), mtime=0))
+open(f"{out}/t10k-labels-idx1-ubyte.gz", "wb").write(gzip.compress(labels(8), mtime=0))
+PY
+
+# 2. A real run with fuzz_resume.c's OPTIONS: weights, a mid-epoch and an epoch-end checkpoint.
+opts=(--data "$cor/fuzz_idx" --model mlpresnet --hidden-dim 16 --blocks 1 --batch-size 4 --augment --threads 1
+      --quiet)
+"$ndl_train" "${opts[@]}" --epochs 2 --max-steps 2 --checkpoint-dir "$tmp/mid" --checkpoint-every 2 \
+  --save "$tmp/weights.safetensors"
+"$ndl_train" "${opts[@]}" --epochs 1 --checkpoint-dir "$tmp/end"
+cp "$tmp/weights.safetensors" "$cor/fuzz_resume/weights.safetensors"
+cp "$tmp"/mid/ckpt-*.safetensors "$cor/fuzz_resume/ckpt-mid-epoch.safetensors"
+cp "$tmp"/end/ckpt-*.safetensors "$cor/fuzz_resume/ckpt-epoch-end.safetensors"
+cp "$tmp/weights.safetensors" "$cor/fuzz_safetensors/weights.safetensors"
+cp "$cor/fuzz_resume/ckpt-mid-epoch.safetensors" "$cor/fuzz_safetensors/ckpt-mid-epoch.safetensors"
+
+# 3. Crash inputs (issue 9). The checkpoint ones patch the raw "_ndl.rng" / "_ndl.cursor" blobs of
+#    this build (ndl_rng: mt[624] u32, int pos, int has_gauss, double gauss; the cursor: 4 int64,
+#    2 int32, then its ndl_rng) or the metadata, and rewrite the header.
+python3 - "$cor" "$reg" <<'PY'
+import gzip, json, struct, sys
+cor, reg = sys.argv[1], sys.argv[2]
+idx = f"{reg}/fuzz_idx"
+# item 11: a 16-byte header claiming 32768 x 256 x 256 = 2^31 pixels (8 GiB of floats), no payload
+hdr = struct.pack(">IIII", 0x803, 32768, 256, 256)
+open(f"{idx}/images-2p31-pixels-header-only", "wb").write(hdr)
+open(f"{idx}/images-2p31-pixels-header-only.gz", "wb").write(gzip.compress(hdr, mtime=0))
+# the same for labels: 10^9 labels (4 GB of int32) claimed by an 8-byte header
+open(f"{idx}/labels-1e9-header-only", "wb").write(struct.pack(">II", 0x801, 10**9))
+
+def load(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(b[8:8 + n]), bytearray(b[8 + n:])
+def save(path, head, body):
+    h = json.dumps(head, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + bytes(body))
+def patch(head, body, name, off, fmt, value):
+    start = head[name]["data_offsets"][0]
+    struct.pack_into(fmt, body, start + off, value)
+
+RNG_POS, CUR_IN_EPOCH, CUR_RNG = 624 * 4, 36, 40
+mid = f"{cor}/fuzz_resume/ckpt-mid-epoch.safetensors"
+res = f"{reg}/fuzz_resume"
+# item 9: RNG position out of [0, 624] (negative indexes mt[] out of bounds; the loader's copy too)
+raw_blobs = "_ndl.rng" in load(mid)[0] and "_ndl.cursor" in load(mid)[0]
+if not raw_blobs:
+    print("make_corpus: no raw _ndl.rng/_ndl.cursor blobs (new format): kept the crafted RNG/cursor inputs")
+for name, off, pos, out in [] if not raw_blobs else [("_ndl.rng", RNG_POS, -1, "ckpt-rng-pos-minus-1"),
+                            ("_ndl.rng", RNG_POS, -100000, "ckpt-rng-pos-minus-100000"),
+                            ("_ndl.rng", RNG_POS, 100000, "ckpt-rng-pos-100000"),
+                            ("_ndl.cursor", CUR_RNG + RNG_POS, -1, "ckpt-cursor-rng-pos-minus-1")]:
+    head, body = load(mid)
+    patch(head, body, name, off, "<i", pos)
+    save(f"{res}/{out}.safetensors", head, body)
+# item 9: cursor contradicting the metadata: ndl.in_epoch 1 but the cursor says no epoch begun
+if raw_blobs:
+    head, body = load(mid)
+    patch(head, body, "_ndl.cursor", 0, "<q", 0)             # epochs_begun
+    patch(head, body, "_ndl.cursor", CUR_IN_EPOCH, "<i", 0)  # in_epoch
+    save(f"{res}/ckpt-cursor-no-epoch-begun.safetensors", head, body)
+# item 9: counters at INT64_MAX overflow (signed, UB) at the next step's increment
+for key in ["ndl.step", "ndl.epoch", "ndl.optim_t", "ndl.errors", "ndl.seen"]:
+    head, body = load(mid)
+    head["__metadata__"][key] = str(2**63 - 1)
+    save(f"{res}/ckpt-meta-{key[4:].replace('_', '-')}-int64-max.safetensors", head, body)
+# item 11: newlines in a tensor name (weights: "unexpected tensor") and a metadata value (setup)
+head, body = load(f"{cor}/fuzz_resume/weights.safetensors")
+end = max(v["data_offsets"][1] for k, v in head.items() if k != "__metadata__")
+head["x\nndl-train: forged line"] = {"dtype": "U8", "shape": [1], "data_offsets": [end, end + 1]}
+save(f"{res}/weights-name-newline.safetensors", head, body + b"\0")
+head, body = load(mid)
+head["__metadata__"]["ndl.setup.model"] = "0\nndl-train: forged line"
+save(f"{res}/ckpt-meta-newline.safetensors", head, body)
+# the reader's own messages quote tensor names too (here: an unknown dtype)
+save(f"{reg}/fuzz_safetensors/name-newline-bad-dtype.safetensors",
+     {"x\nndl-train: forged line": {"dtype": "F16", "shape": [], "data_offsets": [0, 2]}}, b"\0\0")
+PY
+du -sh "$cor" "$reg"
