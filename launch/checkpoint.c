@@ -181,16 +181,17 @@ static int64_t meta_int(reader *r, const char *key, int64_t lo, int64_t hi) {
   return x;
 }
 
-/* Finite real metadata >= lo. */
-static double meta_real(reader *r, const char *key, double lo) {
+/* Finite real metadata (>= 0 when nonneg). */
+static double meta_real(reader *r, const char *key, int nonneg) {
   const char *v = meta_str(r, key);
-  if (!v) return lo;
+  if (!v) return 0.0;
   char *end;
   double x = strtod(v, &end);
-  if (!v[0] || *end || !isfinite(x) || x < lo) {
+  if (!v[0] || *end || !isfinite(x) || (nonneg && x < 0)) {
     char esc[NDL_ST_ESCAPED(64)];
-    bad(r, "%s is '%s', expected a finite number >= %g", key, ndl_st_escape(v, esc, sizeof esc), lo);
-    return lo;
+    bad(r, "%s is '%s', expected a finite number%s", key, ndl_st_escape(v, esc, sizeof esc),
+        nonneg ? " >= 0" : "");
+    return 0.0;
   }
   return x;
 }
@@ -217,7 +218,7 @@ static void read_rng(reader *r, const char *prefix, const char *words, ndl_rng *
   snprintf(key[1], sizeof key[1], "%s.has_gauss", prefix);
   snprintf(key[2], sizeof key[2], "%s.gauss", prefix);
   int64_t pos = meta_int(r, key[0], 0, NDL_RNG_N), has = meta_int(r, key[1], 0, 1);
-  double gauss = meta_real(r, key[2], -HUGE_VAL);
+  double gauss = meta_real(r, key[2], 0);
   const ndl_st_entry *e = vec(r, words, NDL_ST_U32, NDL_RNG_N);
   if (r->st != NDL_OK) return;
   uint32_t mt[NDL_RNG_N];
@@ -241,10 +242,10 @@ static void read_fields(reader *r, ndl_trainer *t, saved *s) {
   s->epoch = meta_int(r, "ndl.epoch", 0, NDL_CKPT_MAX_STEP);
   s->in_epoch = meta_int(r, "ndl.in_epoch", 0, 1);
   s->optim_t = meta_int(r, "ndl.optim_t", 0, NDL_CKPT_MAX_STEP);
-  s->cur.loss_sum = meta_real(r, "ndl.loss_sum", -HUGE_VAL);
+  s->cur.loss_sum = meta_real(r, "ndl.loss_sum", 0);
   s->cur.seen = meta_int(r, "ndl.seen", 0, INT64_MAX);
   s->cur.errors = meta_int(r, "ndl.errors", 0, INT64_MAX);
-  s->cur.seconds = meta_real(r, "ndl.seconds", 0.0);
+  s->cur.seconds = meta_real(r, "ndl.seconds", 1);
   read_rng(r, "ndl.rng", "_ndl.rng.mt", &s->rng);
   ndl_loader_cursor *c = &s->cursor;
   c->epochs_begun = meta_int(r, "ndl.cursor.epochs_begun", 0, NDL_CKPT_MAX_STEP);
@@ -377,5 +378,5 @@ ndl_status ndl_trainer_resume(ndl_trainer *t, const char *dir) {
     return NDL_OK;
   }
   if (first_err[0]) return ndl_errorf(NDL_ERR_FORMAT, "%s: no usable checkpoint (%s)", dir, first_err);
-  return ndl_errorf(NDL_ERR_IO, "%s: no checkpoint found (expected ckpt-<step>.safetensors)", dir);
+  return ndl_errorf(NDL_ERR_IO, "%s: no checkpoint found (expected ckpt-<10-digit step>.safetensors)", dir);
 }
