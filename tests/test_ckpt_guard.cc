@@ -268,6 +268,17 @@ TEST_F(CkptGuard, GoodCheckpointStillResumesBitwiseAndSkipsABadNewerOne) {
   ASSERT_EQ(ls.size(), 1u) << r.err;
   EXPECT_NE(ls[0].find("warning: --resume: " + d + "/ckpt-0000000009.safetensors"), std::string::npos) << ls[0];
   EXPECT_NE(ls[0].find("resumed from step 7"), std::string::npos) << ls[0];
+  // names not exactly ckpt-<10 digits>.safetensors are never read (no warning about them)
+  std::string odd = dir + "/odd";
+  mkdir(odd.c_str(), 0755);
+  good.write(odd + "/ckpt-0000000007.safetensors");
+  for (const char *n : {"ckpt-99.safetensors", "ckpt-0000000099.safetensors.bak", "ckpt-00000000099.safetensors",
+                        "ckpt-0000000099.safetensors.tmp.1"})
+    bad.write(odd + "/" + n);
+  r = train("--epochs 2 --resume " + odd + " --save " + part);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(slurp(part), slurp(full));
 }
 
 TEST_F(CkptGuard, PruneDeletesOnlyExactCheckpointNames) {
