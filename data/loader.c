@@ -279,7 +279,8 @@ ndl_status ndl_loader_cursor_set(ndl_loader *l, const ndl_loader_cursor *c) {
       (c->in_epoch != 0 && c->in_epoch != 1) || (c->in_epoch && c->epochs_begun == 0) ||
       (!c->epochs_begun && c->next_batch))
     return ndl_errorf(NDL_ERR_FORMAT,
-                      "loader cursor: epoch %lld batch %lld in_epoch %d, expected a batch in 0..%lld of a begun epoch",
+                      "loader cursor: epoch %lld batch %lld in_epoch %d, expected a batch in 0..%lld of a begun "
+                      "epoch",
                       (long long)c->epochs_begun, (long long)c->next_batch, (int)c->in_epoch,
                       (long long)l->num_batches);
   ndl_status rs = ndl_rng_check(&c->epoch_rng);

@@ -289,20 +289,23 @@ static void check_consistent(reader *r, const ndl_trainer *t, saved *s) {
   c->shuffle = t->cfg.shuffle;
   /* within epoch E after k >= 1 batches: E*nb + k steps, E+1 epochs begun; after epoch E-1 (E >= 1):
    * E*nb steps, E begun, the cursor at the end */
-  int64_t k = s->in_epoch ? c->next_batch : nb;
+  int64_t k = s->in_epoch ? c->next_batch : nb; /* batches done in the epoch of the cursor */
   int64_t begun = s->in_epoch ? s->epoch + 1 : s->epoch;
-  int64_t seen = k * b < n ? k * b : n;
-  if (s->in_epoch ? (k < 1 || k > nb) : (s->epoch < 1 || c->next_batch != nb))
-    bad(r, "ndl.cursor.next_batch %lld with ndl.in_epoch %lld and ndl.epoch %lld, expected %s (%lld batches per epoch)",
+  if (s->in_epoch ? (k < 1 || k > nb) : (s->epoch < 1 || c->next_batch != nb)) {
+    bad(r,
+        "ndl.cursor.next_batch %lld with ndl.in_epoch %lld and ndl.epoch %lld, expected %s (%lld batches per "
+        "epoch)",
         (long long)c->next_batch, (long long)s->in_epoch, (long long)s->epoch,
         s->in_epoch ? "1..batches" : "the end of an epoch >= 1", (long long)nb);
-  else if (c->epochs_begun != begun)
+    return;
+  }
+  int64_t whole = s->step - (s->in_epoch ? k : 0), seen = k * b < n ? k * b : n; /* k <= nb: no overflow */
+  if (c->epochs_begun != begun)
     bad(r, "ndl.cursor.epochs_begun %lld, expected %lld for ndl.epoch %lld", (long long)c->epochs_begun,
         (long long)begun, (long long)s->epoch);
-  else if (s->step - (s->in_epoch ? k : 0) < 0 || (s->step - (s->in_epoch ? k : 0)) % nb ||
-           (s->step - (s->in_epoch ? k : 0)) / nb != s->epoch)
-    bad(r, "ndl.step %lld, expected %lld epochs of %lld batches plus %lld", (long long)s->step, (long long)s->epoch,
-        (long long)nb, (long long)(s->in_epoch ? k : 0));
+  else if (whole < 0 || whole % nb || whole / nb != s->epoch)
+    bad(r, "ndl.step %lld, expected %lld epochs of %lld batches plus %lld", (long long)s->step,
+        (long long)s->epoch, (long long)nb, (long long)(s->in_epoch ? k : 0));
   else if (s->cur.seen != seen)
     bad(r, "ndl.seen %lld, expected %lld samples for batch %lld of %lld", (long long)s->cur.seen, (long long)seen,
         (long long)k, (long long)nb);
@@ -314,8 +317,8 @@ static ndl_status restore_from(ndl_trainer *t, const char *path, const ndl_st_fi
   if (!format || strcmp(format, CKPT_FORMAT) != 0) {
     char esc[NDL_ST_ESCAPED(64)];
     return ndl_errorf(NDL_ERR_FORMAT,
-                      "%s: not an ndl-train checkpoint of this version (ndl.format '%s', expected '%s'; checkpoints "
-                      "of older builds cannot be resumed)",
+                      "%s: not an ndl-train checkpoint of this version (ndl.format '%s', expected '%s'; "
+                      "checkpoints of older builds cannot be resumed)",
                       path, format ? ndl_st_escape(format, esc, sizeof esc) : "(missing)", CKPT_FORMAT);
   }
   ndl_st_meta want[8];

@@ -157,6 +157,8 @@ TEST_F(CkptGuard, CorruptFieldsExit4WithOneLine) {
       {"ndl.cursor.epochs_begun", "0", "ndl.cursor.epochs_begun"},
       {"ndl.cursor.epochs_begun", "-3", "ndl.cursor.epochs_begun"},
       {"ndl.cursor.next_batch", "100000", "ndl.cursor.next_batch"},
+      {"ndl.cursor.next_batch", "9223372036854775807", "ndl.cursor.next_batch"},
+      {"ndl.seen", "9223372036854775807", "ndl.seen"},
       {"ndl.cursor.next_batch", "3", "ndl.step 7"},
       {"ndl.cursor.next_batch", "0", "ndl.cursor.next_batch"},
       {"ndl.step", "-1", "ndl.step is '-1'"},
