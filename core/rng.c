@@ -4,6 +4,7 @@
 #include "core/rng.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "core/simd.h"
 
@@ -14,6 +15,28 @@ void ndl_rng_seed(ndl_rng *r, uint32_t seed) {
   r->pos = NDL_RNG_N;
   r->has_gauss = 0;
   r->gauss = 0.0;
+}
+
+ndl_status ndl_rng_check(const ndl_rng *r) {
+  if (r->pos < 0 || r->pos > NDL_RNG_N)
+    return ndl_errorf(NDL_ERR_FORMAT, "RNG position %d, expected 0..%d", r->pos, NDL_RNG_N);
+  if (r->has_gauss != 0 && r->has_gauss != 1)
+    return ndl_errorf(NDL_ERR_FORMAT, "RNG has_gauss %d, expected 0 or 1", r->has_gauss);
+  if (!isfinite(r->gauss)) return ndl_errorf(NDL_ERR_FORMAT, "RNG cached gauss is not finite");
+  return NDL_OK;
+}
+
+ndl_status ndl_rng_set_state(ndl_rng *r, const uint32_t *mt, int64_t pos, int64_t has_gauss, double gauss) {
+  if (pos < 0 || pos > NDL_RNG_N)
+    return ndl_errorf(NDL_ERR_FORMAT, "RNG position %lld, expected 0..%d", (long long)pos, NDL_RNG_N);
+  if (has_gauss != 0 && has_gauss != 1)
+    return ndl_errorf(NDL_ERR_FORMAT, "RNG has_gauss %lld, expected 0 or 1", (long long)has_gauss);
+  if (!isfinite(gauss)) return ndl_errorf(NDL_ERR_FORMAT, "RNG cached gauss is not finite");
+  memcpy(r->mt, mt, sizeof r->mt);
+  r->pos = (int)pos;
+  r->has_gauss = (int)has_gauss;
+  r->gauss = gauss;
+  return NDL_OK;
 }
 
 static void regenerate(ndl_rng *r) {

@@ -1,10 +1,12 @@
 /* rng.h: numpy's legacy RandomState (MT19937) reproduced bit for bit: seed, raw u32, rand,
  * randn (polar Box-Muller with one cached value), randint, permutation. The whole state is a plain
- * struct, so saving and restoring it (checkpoints) is a memcpy. */
+ * struct; a state read from outside (checkpoints) goes through ndl_rng_set_state, which validates it. */
 #ifndef NDL_RNG_H
 #define NDL_RNG_H
 
 #include <stdint.h>
+
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,6 +21,12 @@ typedef struct ndl_rng {
   double gauss;
 } ndl_rng;
 
+/* NDL_OK when r is a state the draws can use: pos in [0, NDL_RNG_N], has_gauss 0 or 1, gauss finite;
+ * NDL_ERR_FORMAT naming the field otherwise. */
+ndl_status ndl_rng_check(const ndl_rng *r);
+/* Set r to a saved state (mt[NDL_RNG_N] words, position, cached gauss) after ndl_rng_check's tests;
+ * on NDL_ERR_FORMAT r is unchanged. */
+ndl_status ndl_rng_set_state(ndl_rng *r, const uint32_t *mt, int64_t pos, int64_t has_gauss, double gauss);
 /* numpy.random.seed(s): the plain init_genrand recurrence (not init_by_array). */
 void ndl_rng_seed(ndl_rng *r, uint32_t seed);
 /* One tempered 32-bit draw. */

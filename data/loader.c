@@ -6,6 +6,7 @@
 #include "data/loader.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -275,9 +276,19 @@ ndl_status ndl_loader_cursor_set(ndl_loader *l, const ndl_loader_cursor *c) {
                       (long long)c->n, (long long)c->batch_size, (int)c->shuffle, (long long)l->ds->n,
                       (long long)l->cfg.batch_size, l->cfg.shuffle ? 1 : 0);
   if (c->epochs_begun < 0 || c->next_batch < 0 || c->next_batch > l->num_batches ||
-      (c->in_epoch && c->epochs_begun == 0))
-    return ndl_errorf(NDL_ERR_MISMATCH, "loader cursor: epoch %lld batch %lld, expected a batch in 0..%lld",
-                      (long long)c->epochs_begun, (long long)c->next_batch, (long long)l->num_batches);
+      (c->in_epoch != 0 && c->in_epoch != 1) || (c->in_epoch && c->epochs_begun == 0) ||
+      (!c->epochs_begun && c->next_batch))
+    return ndl_errorf(NDL_ERR_FORMAT,
+                      "loader cursor: epoch %lld batch %lld in_epoch %d, expected a batch in 0..%lld of a begun "
+                      "epoch",
+                      (long long)c->epochs_begun, (long long)c->next_batch, (int)c->in_epoch,
+                      (long long)l->num_batches);
+  ndl_status rs = ndl_rng_check(&c->epoch_rng);
+  if (rs != NDL_OK) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", ndl_last_error()); /* the message buffer is reused below */
+    return ndl_errorf(rs, "loader cursor: epoch start %s", why);
+  }
   prefetch_take(l, NULL);
   l->epochs_begun = c->epochs_begun;
   l->next_batch = c->next_batch;

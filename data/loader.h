@@ -67,7 +67,8 @@ void ndl_loader_epoch_begin(ndl_loader *l);
  * Returns 1 with *out filled, 0 at the end of the epoch, NDL_ERR_ARG on a bad rank/world.
  * With augment, draws 2 randint + 1 rand per sample of the whole global batch. */
 int ndl_loader_next(ndl_loader *l, int rank, int world, ndl_batch *out);
-/* Save / restore the position; restore fails (NDL_ERR_MISMATCH) when n, B or shuffle differ. */
+/* Save / restore the position; restore validates every field and changes nothing on failure:
+ * NDL_ERR_MISMATCH when n, B or shuffle differ, NDL_ERR_FORMAT for an impossible position or RNG state. */
 void ndl_loader_cursor_get(const ndl_loader *l, ndl_loader_cursor *c);
 ndl_status ndl_loader_cursor_set(ndl_loader *l, const ndl_loader_cursor *c);
 

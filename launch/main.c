@@ -152,7 +152,8 @@ int main(int argc, char **argv) {
   ndl_threads_configure(cfg.threads, ndl_dist_local_size(dist));
   int code = 0;
   ndl_trainer t;
-  if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 && ndl_checkpoint_prepare_dir(cfg.checkpoint_dir) != NDL_OK)
+  if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 &&
+      ndl_checkpoint_prepare_dir(cfg.checkpoint_dir, cfg.resume) != NDL_OK)
     code = report(EXIT_STATE, "--checkpoint-dir");
   ndl_status s = code ? NDL_OK : ndl_trainer_init(&t, &cfg, dist, 1);
   if (code) memset(&t, 0, sizeof t);

@@ -2,7 +2,8 @@
  * The writer emits entries in the given order after an optional "__metadata__" object, pads the
  * header with spaces to a multiple of 8 and writes atomically (temp file, fsync, rename). The reader
  * holds a small strict JSON parser for exactly this header subset and checks every offset against the
- * body. Leaves out: dtypes other than F32/I64/U8, big-endian hosts (asserted), memory mapping. */
+ * body. Names and values read from a file are escaped in messages. Leaves out: dtypes other than
+ * F32/I64/U8/U32, big-endian hosts (asserted), memory mapping. */
 #include "launch/safetensors.h"
 
 #include <errno.h>
@@ -19,8 +20,39 @@
 
 #define ST_MAX_HEADER (100 * 1024 * 1024) /* as the reference implementation */
 
-static const char *const dtype_names[] = {"F32", "I64", "U8"};
-static const int64_t dtype_sizes[] = {4, 8, 1};
+#define ST_NDTYPES 4
+static const char *const dtype_names[ST_NDTYPES] = {"F32", "I64", "U8", "U32"};
+static const int64_t dtype_sizes[ST_NDTYPES] = {4, 8, 1, 4};
+
+const char *ndl_st_dtype_name(ndl_st_dtype d) {
+  return (int)d >= 0 && (int)d < ST_NDTYPES ? dtype_names[d] : "?";
+}
+
+const char *ndl_st_escape(const char *s, char *buf, size_t cap) {
+  size_t n = 0;
+  if (cap == 0) return buf;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    char e[8];
+    if (c == '\\' || c == '\n' || c == '\r' || c == '\t')
+      snprintf(e, sizeof e, "\\%c", c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+    else if (c < 0x20 || c == 0x7f)
+      snprintf(e, sizeof e, "\\x%02x", c);
+    else
+      e[0] = (char)c, e[1] = '\0';
+    size_t k = strlen(e);
+    if (n + k >= cap) break;
+    memcpy(buf + n, e, k);
+    n += k;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+/* Declare char NAME[] holding the escaped form of the string S, cut at 200 bytes (for messages). */
+#define ESC(name, s) \
+  char name[200];    \
+  ndl_st_escape(s, name, sizeof name)
 
 static void assert_little_endian(void) {
   const uint16_t probe = 1;
@@ -109,7 +141,7 @@ static ndl_status build_header(const char *path, const ndl_st_entry *e, int n, c
   }
   int64_t off = 0;
   for (int i = 0; i < n; i++) {
-    if ((int)e[i].dtype < 0 || (int)e[i].dtype > NDL_ST_U8 || e[i].ndim < 0 || e[i].ndim > 8)
+    if ((int)e[i].dtype < 0 || (int)e[i].dtype >= ST_NDTYPES || e[i].ndim < 0 || e[i].ndim > 8)
       return ndl_errorf(NDL_ERR_ARG, "%s: tensor %s: bad dtype or rank", path, e[i].name);
     int64_t want = entry_bytes(e[i].dtype, e[i].ndim, e[i].shape);
     if (want != e[i].nbytes || (want > 0 && !e[i].data))
@@ -238,7 +270,8 @@ static int parse_meta(ndl_json *p, ndl_st_file *out, size_t *metacap) {
     if (ndl_json_string(p, m->value, sizeof m->value, "a metadata value string")) return -1;
     for (int i = 0; i < out->nmeta; i++)
       if (!strcmp(out->meta[i].key, m->key)) {
-        snprintf(p->err, sizeof p->err, "bad header: duplicate metadata key \"%s\"", m->key);
+        ESC(key, m->key);
+        snprintf(p->err, sizeof p->err, "bad header: duplicate metadata key \"%s\"", key);
         return -1;
       }
     out->nmeta++;
@@ -253,6 +286,7 @@ static int parse_meta(ndl_json *p, ndl_st_file *out, size_t *metacap) {
 /* {"dtype": "...", "shape": [...], "data_offsets": [b, e]} in any order, each exactly once. */
 static int parse_tensor(ndl_json *p, st_raw *r) {
   int have_dtype = 0, have_shape = 0, have_off = 0;
+  ESC(nm, r->e.name);
   if (ndl_json_expect(p, '{')) return -1;
   for (;;) {
     char key[32];
@@ -263,11 +297,13 @@ static int parse_tensor(ndl_json *p, st_raw *r) {
       size_t at = p->pos;
       if (ndl_json_string(p, dt, sizeof dt, "a dtype string")) return -1;
       int found = -1;
-      for (int i = 0; i < 3; i++)
+      for (int i = 0; i < ST_NDTYPES; i++)
         if (!strcmp(dt, dtype_names[i])) found = i;
       if (found < 0) {
+        char d[NDL_ST_ESCAPED(16)];
+        ndl_st_escape(dt, d, sizeof d);
         snprintf(p->err, sizeof p->err,
-                 "tensor %s: unknown dtype \"%s\" at byte %zu, expected F32, I64 or U8", r->e.name, dt, at);
+                 "tensor %s: unknown dtype \"%s\" at byte %zu, expected F32, I64, U8 or U32", nm, d, at);
         return -1;
       }
       r->e.dtype = (ndl_st_dtype)found;
@@ -280,14 +316,16 @@ static int parse_tensor(ndl_json *p, st_raw *r) {
       int n;
       if (ndl_json_uint_array(p, o, 8, &n, "a data_offsets array")) return -1;
       if (n != 2) {
-        snprintf(p->err, sizeof p->err, "tensor %s: data_offsets has %d values, expected 2", r->e.name, n);
+        snprintf(p->err, sizeof p->err, "tensor %s: data_offsets has %d values, expected 2", nm, n);
         return -1;
       }
       r->begin = o[0];
       r->end = o[1];
       have_off = 1;
     } else {
-      snprintf(p->err, sizeof p->err, "tensor %s: unexpected or duplicate field \"%s\"", r->e.name, key);
+      char k[NDL_ST_ESCAPED(32)];
+      ndl_st_escape(key, k, sizeof k);
+      snprintf(p->err, sizeof p->err, "tensor %s: unexpected or duplicate field \"%s\"", nm, k);
       return -1;
     }
     if (ndl_json_peek(p, ',')) {
@@ -298,7 +336,7 @@ static int parse_tensor(ndl_json *p, st_raw *r) {
     break;
   }
   if (!have_dtype || !have_shape || !have_off) {
-    snprintf(p->err, sizeof p->err, "tensor %s: missing field \"%s\"", r->e.name,
+    snprintf(p->err, sizeof p->err, "tensor %s: missing field \"%s\"", nm,
              !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
     return -1;
   }
@@ -340,7 +378,8 @@ static int parse_header(ndl_json *p, st_raw **raws, int *nraw, ndl_st_file *out)
         strcpy(r->e.name, name);
         for (int i = 0; i < *nraw; i++)
           if (!strcmp((*raws)[i].e.name, name)) {
-            snprintf(p->err, sizeof p->err, "bad header: duplicate tensor %s", name);
+            ESC(nm, name);
+            snprintf(p->err, sizeof p->err, "bad header: duplicate tensor %s", nm);
             return -1;
           }
         if (parse_tensor(p, r)) return -1;
@@ -369,21 +408,22 @@ static ndl_status check_layout(const char *path, st_raw *raws, int n, int64_t bo
   for (int i = 0; i < n; i++) {
     st_raw *r = &raws[i];
     int64_t want = entry_bytes(r->e.dtype, r->e.ndim, r->e.shape);
+    ESC(nm, r->e.name);
     if (r->end < r->begin)
       return ndl_errorf(NDL_ERR_FORMAT, "%s: tensor %s: data_offsets [%lld,%lld] end before begin", path,
-                        r->e.name, (long long)r->begin, (long long)r->end);
+                        nm, (long long)r->begin, (long long)r->end);
     if (want < 0 || r->end - r->begin != want) {
       char sh[128];
       ndl_shape_format(r->e.ndim, r->e.shape, sh, sizeof sh);
       return ndl_errorf(NDL_ERR_FORMAT,
                         "%s: tensor %s: %s shape %s needs %lld bytes, data_offsets [%lld,%lld] hold %lld", path,
-                        r->e.name, dtype_names[r->e.dtype], sh, (long long)want, (long long)r->begin,
+                        nm, dtype_names[r->e.dtype], sh, (long long)want, (long long)r->begin,
                         (long long)r->end, (long long)(r->end - r->begin));
     }
     if (r->end > body)
       return ndl_errorf(NDL_ERR_FORMAT,
                         "%s: truncated body: tensor %s needs bytes [%lld,%lld), the body has %lld", path,
-                        r->e.name, (long long)r->begin, (long long)r->end, (long long)body);
+                        nm, (long long)r->begin, (long long)r->end, (long long)body);
     r->e.nbytes = want;
   }
   st_raw **order = (st_raw **)ndl_malloc((size_t)(n ? n : 1) * sizeof *order);
@@ -393,13 +433,15 @@ static ndl_status check_layout(const char *path, st_raw *raws, int n, int64_t bo
   int64_t at = 0;
   ndl_status st = NDL_OK;
   for (int i = 0; i < n && st == NDL_OK; i++) {
-    if (order[i]->begin < at)
+    ESC(nm, order[i]->e.name);
+    if (order[i]->begin < at) {
+      ESC(prev, order[i - 1]->e.name);
       st = ndl_errorf(NDL_ERR_FORMAT, "%s: tensor %s: data_offsets [%lld,%lld] overlap %s (ends at %lld)",
-                      path, order[i]->e.name, (long long)order[i]->begin, (long long)order[i]->end,
-                      order[i - 1]->e.name, (long long)at);
-    else if (order[i]->begin > at)
+                      path, nm, (long long)order[i]->begin, (long long)order[i]->end, prev, (long long)at);
+    } else if (order[i]->begin > at) {
       st = ndl_errorf(NDL_ERR_FORMAT, "%s: tensor %s starts at byte %lld, expected %lld (gap in the body)",
-                      path, order[i]->e.name, (long long)order[i]->begin, (long long)at);
+                      path, nm, (long long)order[i]->begin, (long long)at);
+    }
     at = order[i]->end;
   }
   ndl_free(order);
@@ -409,19 +451,40 @@ static ndl_status check_layout(const char *path, st_raw *raws, int n, int64_t bo
   return st;
 }
 
-static ndl_status read_all(const char *path, unsigned char **buf, int64_t *size) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(fp), &sb) != 0) {
+static const char *file_kind(mode_t m) {
+  return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+/* Open without blocking (a FIFO with no writer would block a plain open) and accept regular files only. */
+static ndl_status open_regular(const char *path, FILE **out, struct stat *sb) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (fstat(fd, sb) != 0) {
     int err = errno;
-    fclose(fp);
+    close(fd);
     return ndl_errorf(NDL_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
   }
-  if (!S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return ndl_errorf(NDL_ERR_IO, "%s: not a regular file", path);
+  if (!S_ISREG(sb->st_mode)) {
+    close(fd);
+    return ndl_errorf(NDL_ERR_IO, "%s: not a regular file (%s)", path, file_kind(sb->st_mode));
   }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  *out = fdopen(fd, "rb");
+  if (!*out) {
+    int err = errno;
+    close(fd);
+    return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(err));
+  }
+  return NDL_OK;
+}
+
+static ndl_status read_all(const char *path, unsigned char **buf, int64_t *size) {
+  FILE *fp;
+  struct stat sb;
+  ndl_status st = open_regular(path, &fp, &sb);
+  if (st != NDL_OK) return st;
   *size = (int64_t)sb.st_size;
   *buf = (unsigned char *)ndl_malloc((size_t)(*size ? *size : 1));
   if (!*buf) {

@@ -5,6 +5,7 @@
 #ifndef NDL_SAFETENSORS_H
 #define NDL_SAFETENSORS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -13,7 +14,7 @@
 extern "C" {
 #endif
 
-typedef enum ndl_st_dtype { NDL_ST_F32 = 0, NDL_ST_I64 = 1, NDL_ST_U8 = 2 } ndl_st_dtype;
+typedef enum ndl_st_dtype { NDL_ST_F32 = 0, NDL_ST_I64 = 1, NDL_ST_U8 = 2, NDL_ST_U32 = 3 } ndl_st_dtype;
 
 #define NDL_ST_MAX_NAME 160
 
@@ -43,7 +44,8 @@ typedef struct ndl_st_file {
   unsigned char *blob;   /* owned: the data section */
 } ndl_st_file;
 
-/* Read and validate a file: NDL_ERR_IO (missing/unreadable), NDL_ERR_FORMAT (bad header, unknown
+/* Read and validate a file: NDL_ERR_IO (missing/unreadable, or not a regular file: a FIFO or device
+ * is refused without blocking), NDL_ERR_FORMAT (bad header, unknown
  * dtype, offsets outside or not covering the body, truncated body). */
 ndl_status ndl_safetensors_read(const char *path, ndl_st_file *out);
 /* Entry by name (borrowed) or NULL. */
@@ -51,6 +53,14 @@ const ndl_st_entry *ndl_safetensors_find(const ndl_st_file *f, const char *name)
 /* Metadata value by key (borrowed) or NULL. */
 const char *ndl_safetensors_meta(const ndl_st_file *f, const char *key);
 void ndl_safetensors_free(ndl_st_file *f);
+/* Name of a dtype ("F32", "I64", "U8", "U32"). */
+const char *ndl_st_dtype_name(ndl_st_dtype d);
+
+/* Bytes for the escaped form of a string of n bytes (with the NUL). */
+#define NDL_ST_ESCAPED(n) (4 * (n) + 1)
+/* s for an error message: control bytes as \n, \r, \t or \xNN and backslash as \\, so text read from
+ * a file can never start a forged message line; truncated to cap bytes. Returns buf. */
+const char *ndl_st_escape(const char *s, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -188,7 +188,7 @@ ndl_status ndl_weights_save(const char *path, const ndl_nn_env *env) {
   return st;
 }
 
-static const char *dtype_str(ndl_st_dtype d) { return d == NDL_ST_F32 ? "F32" : d == NDL_ST_I64 ? "I64" : "U8"; }
+static const char *dtype_str(ndl_st_dtype d) { return ndl_st_dtype_name(d); }
 
 static int env_has(const ndl_nn_env *env, const char *name) {
   return ndl_params_find(&env->params, name) >= 0 || ndl_params_find(&env->buffers, name) >= 0;
@@ -219,8 +219,11 @@ ndl_status ndl_weights_load_from(const ndl_st_file *f, const char *path, ndl_nn_
   }
   for (int i = 0; i < f->n; i++) {
     const char *name = f->entries[i].name;
-    if (strncmp(name, "_ndl.", 5) != 0 && !env_has(env, name))
-      return ndl_errorf(NDL_ERR_MISMATCH, "%s: unexpected tensor %s (not in the model)", path, name);
+    if (strncmp(name, "_ndl.", 5) != 0 && !env_has(env, name)) {
+      char esc[NDL_ST_ESCAPED(NDL_ST_MAX_NAME)];
+      return ndl_errorf(NDL_ERR_MISMATCH, "%s: unexpected tensor %s (not in the model)", path,
+                        ndl_st_escape(name, esc, sizeof esc));
+    }
   }
   /* pass 2: copy */
   for (int i = 0; i < n; i++) {

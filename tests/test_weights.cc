@@ -276,6 +276,71 @@ TEST_F(Weights, SafetensorsReadErrors) {
   }
 }
 
+TEST_F(Weights, U32RoundTripAndNames) {
+  uint32_t w[3] = {0u, 0x9908b0dfu, 0xffffffffu};
+  ndl_st_entry e = entry("mt", NDL_ST_U32, {3}, w, sizeof w);
+  std::string p = path("u32.safetensors");
+  ASSERT_EQ(ndl_safetensors_write(p.c_str(), &e, 1, nullptr, 0), NDL_OK) << ndl_last_error();
+  EXPECT_NE(read_bytes(p).find("\"dtype\":\"U32\",\"shape\":[3]"), std::string::npos);
+  ndl_st_file f;
+  ASSERT_EQ(ndl_safetensors_read(p.c_str(), &f), NDL_OK) << ndl_last_error();
+  ASSERT_EQ(f.n, 1);
+  EXPECT_EQ(f.entries[0].dtype, NDL_ST_U32);
+  EXPECT_EQ(f.entries[0].nbytes, 12);
+  EXPECT_EQ(memcmp(f.entries[0].data, w, sizeof w), 0);
+  ndl_safetensors_free(&f);
+  EXPECT_STREQ(ndl_st_dtype_name(NDL_ST_U32), "U32");
+  EXPECT_STREQ(ndl_st_dtype_name(NDL_ST_F32), "F32");
+  EXPECT_STREQ(ndl_st_dtype_name((ndl_st_dtype)17), "?");
+}
+
+TEST_F(Weights, EscapeKeepsMessagesOnOneLine) {
+  char buf[NDL_ST_ESCAPED(64)];
+  EXPECT_STREQ(ndl_st_escape("a\nndl-train: forged", buf, sizeof buf), "a\\nndl-train: forged");
+  EXPECT_STREQ(ndl_st_escape("t\tr\r\x01\x1b[2K\x7f\\ \xc3\xa9", buf, sizeof buf),
+               "t\\tr\\r\\x01\\x1b[2K\\x7f\\\\ \xc3\xa9");
+  char small[6];
+  EXPECT_STREQ(ndl_st_escape("ab\ncdef", small, sizeof small), "ab\\nc");  // cut, never mid-escape
+  EXPECT_STREQ(ndl_st_escape("abcd\n", small, sizeof small), "abcd");
+}
+
+// A FIFO (no writer) or a directory in place of a file: refused at once, naming the file.
+TEST_F(Weights, ReaderRefusesNonRegularFilesWithoutBlocking) {
+  std::string fifo = path("pipe.safetensors");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  alarm(30);  // a blocking open() would hang here: die loudly instead
+  std::string m = read_fails(fifo, NDL_ERR_IO);
+  alarm(0);
+  EXPECT_NE(m.find("not a regular file (a FIFO)"), std::string::npos) << m;
+  std::string d = path("dir.safetensors");
+  ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  m = read_fails(d, NDL_ERR_IO);
+  EXPECT_NE(m.find("not a regular file (a directory)"), std::string::npos) << m;
+  m = read_fails("/dev/null", NDL_ERR_IO);
+  EXPECT_NE(m.find("a character device"), std::string::npos) << m;
+}
+
+// Names read from a file are escaped in every reader message.
+TEST_F(Weights, ReaderMessagesEscapeNames) {
+  std::string body(8, '\0');
+  std::string cases[] = {
+      "{\"a\\nndl-train: x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+      "{\"a\\nndl-train: x\":{\"dtype\":\"F16\\n\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+      "{\"a\\nndl-train: x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\\r\":1}}",
+      "{\"a\\nndl-train: x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"a\\nndl-train: x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+      "{\"__metadata__\":{\"k\\n\":\"v\",\"k\\n\":\"w\"}}",
+  };
+  int i = 0;
+  for (const std::string &h : cases) {
+    std::string p = path(("esc" + std::to_string(i++) + ".safetensors").c_str());
+    write_bytes(p, st_bytes(h, h.find("__metadata__") != std::string::npos ? "" : body));
+    std::string m = read_fails(p, NDL_ERR_FORMAT);
+    EXPECT_EQ(m.find_first_of("\n\r"), std::string::npos) << "raw control character in: " << m;
+    EXPECT_NE(m.find("\\n"), std::string::npos) << m;
+  }
+}
+
 TEST_F(Weights, WriterRejectsInconsistentEntries) {
   float f[2] = {0, 0};
   ndl_st_entry e = entry("a", NDL_ST_F32, {3}, f, 8);
