@@ -190,7 +190,7 @@ static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char 
     if (st != NDL_OK) return st;
     if (flag) return NDL_OK;
     double waited = now_s() - t0;
-    if (waited >= d->timeout_s) return timeout_error(d, what, waited);
+    if (waited >= d->deadline_s) return timeout_error(d, what, waited);
     if (waited < 2e-3) {
       if (polls >= 32) sched_yield();
     } else {

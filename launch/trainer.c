@@ -167,13 +167,16 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   t->env.global_rows = b->global_count;
   t->env.row_offset = b->local_offset;
   ndl_optim_zero_grad(t->opt);
+  ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1);
   ndl_tensor *logits = ndl_module_forward(t->model, ctx, &x);
   ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, b->labels, b->global_count);
   if (loss && t->cfg.reg > 0) loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
+  ndl_watchdog_phase(t->wd, NDL_PHASE_BACKWARD, t->step + 1, t->epoch + 1);
   if (!loss || ndl_graph_backward(ctx, loss, NULL) != NDL_OK) return ctx->status;
   /* rank-local loss (local sum / global count) and error count, summed across ranks */
   float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
   ndl_status st;
+  ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
   if (t->world > 1) {
     ndl_dist_set_step(t->dist, t->step + 1);
     double t0 = now_s();
@@ -187,6 +190,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
     return ndl_errorf(NDL_ERR_NUMERIC, "loss became %s at step %lld (epoch %lld, batch %lld)",
                       isnan(lv) ? "NaN" : "Inf", (long long)t->step + 1, (long long)t->epoch + 1,
                       (long long)b->index + 1);
+  ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
   ndl_optim_step(t->opt);
   t->step++;
   t->cur.loss_sum += (double)lv * (double)b->global_count;
@@ -215,7 +219,8 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
   ndl_batch b;
   ndl_status st = NDL_OK;
   int r;
-  while ((r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
+  while (ndl_watchdog_phase(t->wd, NDL_PHASE_DATA, t->step + 1, t->epoch + 1),
+         (r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
     if ((st = train_step(t, &b)) != NDL_OK) break;
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
     if (ndl_trainer_checkpoint_due(t) && (st = ndl_trainer_checkpoint(t)) != NDL_OK) break;
@@ -240,6 +245,7 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
   t->env.global_rows = 0;
   t->env.row_offset = 0;
   ndl_loader_slice(ds->n, t->rank, t->world, &first, &count); /* this rank's share, no duplicates */
+  ndl_watchdog_phase(t->wd, NDL_PHASE_EVAL, t->step, t->epoch + 1);
   for (int64_t start = first; start < first + count && st == NDL_OK; start += bs) {
     int64_t n = first + count - start < bs ? first + count - start : bs, shape[2] = {n, dim};
     ndl_tensor x;
@@ -253,6 +259,7 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
     sums[0] += (double)ndl_tensor_ptr(l)[0] * (double)n;
     sums[1] += (double)count_errors(logits, ds->labels + start);
     ndl_ctx_reset(t->ctx);
+    ndl_watchdog_beat(t->wd); /* a big test set is many batches, each one progress */
   }
   ndl_ctx_set_grad(t->ctx, old);
   ndl_module_train(t->model, 1);
