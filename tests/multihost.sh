@@ -1,0 +1,120 @@
+#!/bin/bash
+# multihost.sh: ndl-train across 3 simulated hosts: network namespaces (one per host, plus one
+# holding the bridge, so the machine's own namespace is never touched) on the private subnet
+# 10.213.7.0/24, mpirun in host 0 launching orted through a plm_rsh_agent that enters the host's
+# namespace. Checks (1) 3 hosts == 1 process (per-step loss within 1e-5) and (2) cutting host 2's
+# link mid-run ends the whole job (mpirun included) with exit 5 within --timeout + 30 s, the
+# survivors naming rank 2, no process left in any namespace. Bounding mpirun needs the per-host
+# settings the README gives: sysctl net.ipv4.tcp_retries2=5 and the oob_tcp_keepalive_* MCA params.
+#   multihost.sh NDL_TRAIN MPIRUN      (exit 0 pass, 1 fail, 77 skip: no root / no namespaces)
+set -u
+train=$1 mpirun=$2
+skip() { echo "multihost: SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
+command -v ip >/dev/null || skip "ip (iproute2) not installed"
+[ -x "$train" ] || { echo "multihost: FAIL: no ndl-train at $train"; exit 1; }
+
+P=ndlmh$$
+work=$(mktemp -d /tmp/ndl-multihost.XXXXXX)
+hosts="0 1 2"
+cleanup() {
+  for h in $hosts sw; do
+    pids=$(ip netns pids $P$h 2>/dev/null)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+  done
+  for h in $hosts sw; do ip netns del $P$h 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ip netns add ${P}sw 2>/dev/null || skip "cannot create a network namespace (ip netns add failed)"
+set -e
+ip -n ${P}sw link add br0 type bridge
+ip -n ${P}sw link set br0 up
+for i in $hosts; do
+  ip netns add $P$i
+  ip -n ${P}sw link add v$i type veth peer name eth0 netns $P$i
+  ip -n ${P}sw link set v$i master br0 up
+  ip -n $P$i addr add 10.213.7.$((i + 1))/24 dev eth0
+  ip -n $P$i link set eth0 up
+  ip -n $P$i link set lo up
+  # a dead peer fails a TCP connection after ~13 s of retransmissions instead of ~15 minutes
+  ip netns exec $P$i sysctl -q -w net.ipv4.tcp_retries2=5
+  mkdir -p "$work/tmp$i"
+done
+set +e
+
+# plm_rsh_agent: "agent HOST COMMAND..." runs COMMAND in HOST's namespace, with its own TMPDIR
+# (every namespace has the same hostname, so Open MPI's session directories would collide).
+cat >"$work/agent" <<EOF
+#!/bin/sh
+host=\$1
+shift
+i=\${host##*.}
+i=\$((i - 1))
+exec ip netns exec $P\$i env TMPDIR=$work/tmp\$i sh -c "\$*"
+EOF
+chmod +x "$work/agent"
+
+# data: random pixels and labels (the same files for both runs)
+mkdata() { # split n
+  { printf '\000\000\010\003'; printf "\\$(printf %03o $(($2 >> 24 & 255)))\\$(printf %03o $(($2 >> 16 & 255)))"
+    printf "\\$(printf %03o $(($2 >> 8 & 255)))\\$(printf %03o $(($2 & 255)))"; printf '\000\000\000\034\000\000\000\034'
+    head -c $(($2 * 784)) /dev/urandom; } >"$work/data/$1-images-idx3-ubyte"
+  { printf '\000\000\010\001'; printf "\\$(printf %03o $(($2 >> 24 & 255)))\\$(printf %03o $(($2 >> 16 & 255)))"
+    printf "\\$(printf %03o $(($2 >> 8 & 255)))\\$(printf %03o $(($2 & 255)))"
+    head -c $2 /dev/urandom | od -An -v -tu1 | tr -s ' ' '\n' | grep . |
+      while read -r b; do printf "\\$(printf %03o $((b % 10)))"; done; } >"$work/data/$1-labels-idx1-ubyte"
+}
+mkdir -p "$work/data"
+mkdata train 600
+mkdata t10k 120
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0
+mpi_opts=(--oversubscribe --host 10.213.7.1:1,10.213.7.2:1,10.213.7.3:1 -np 3
+  --mca plm_rsh_agent "$work/agent" --mca btl tcp,self
+  --mca btl_tcp_if_include 10.213.7.0/24 --mca oob_tcp_if_include 10.213.7.0/24
+  --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3)
+in_host0() { ip netns exec ${P}0 env TMPDIR="$work/tmp0" "$@"; }
+fail=0
+
+# (1) 3 hosts == 1 process, step by step
+args=(--data "$work/data" --epochs 1 --batch-size 51 --max-steps 11 --log-steps --quiet --timeout 20)
+timeout -k 5 60 "$train" "${args[@]}" --log "$work/one.log" >"$work/one.out" 2>&1 || { echo "multihost: FAIL: 1-process run"; cat "$work/one.out"; fail=1; }
+in_host0 timeout -k 5 60 "$mpirun" "${mpi_opts[@]}" "$train" "${args[@]}" --log "$work/three.log" >"$work/three.out" 2>&1
+rc=$?
+[ $rc = 0 ] || { echo "multihost: FAIL: 3-host run exited $rc"; cat "$work/three.out"; fail=1; }
+cmp=$(paste -d' ' <(grep '^{"step".*"loss"' "$work/one.log") <(grep '^{"step".*"loss"' "$work/three.log") |
+  sed 's/[{}"]/ /g; s/[:,]/ /g' | awk '{ n++; d = $6 - $12; if (d < 0) d = -d; if (d > m) m = d }
+    END { printf "%d %.3g", n, m; exit !(n == 11 && m <= 1e-5) }')
+if [ $? = 0 ]; then echo "multihost: 3 hosts == 1 process: steps, max |loss diff| = $cmp"
+else echo "multihost: FAIL: 3 hosts != 1 process (steps, max |loss diff| = $cmp)"; fail=1; fi
+
+# (2) cut host 2's link mid-run: the job ends with 5 within --timeout + 30 s
+T=3
+in_host0 timeout -k 5 120 "$mpirun" "${mpi_opts[@]}" "$train" --data "$work/data" --epochs 100000 \
+  --batch-size 51 --quiet --timeout $T >"$work/cut.out" 2>&1 &
+job=$!
+for _ in $(seq 1 100); do # wait for training to run (an epoch line), at most 20 s
+  grep -q '^epoch' "$work/cut.out" 2>/dev/null && break
+  sleep 0.2
+done
+ip -n ${P}2 link set eth0 down
+t0=$(date +%s.%N)
+wait $job
+rc=$?
+secs=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
+left() { for h in $hosts; do ip netns pids $P$h | xargs -r ps -o comm= -p | tr '\n' ' '; done; }
+for _ in $(seq 1 30); do [ -z "$(left)" ] && break; sleep 0.5; done # the cut-off orted: keepalive
+left=$(left)
+echo "multihost: link cut: mpirun exited $rc after $secs s (bound: --timeout $T + 30 s); left: ${left:-none}"
+grep 'ndl-train' "$work/cut.out" | grep -v '^epoch'
+if [ $rc != 5 ] || ! awk "BEGIN { exit !($secs < $T + 30) }"; then
+  echo "multihost: FAIL: expected exit 5 within $((T + 30)) s"; tail -30 "$work/cut.out"; fail=1
+fi
+grep -Eq 'rank [01]: .*timed out .*(rank\(s\) 2 did not answer|waiting for rank\(s\) 2)' "$work/cut.out" ||
+  { echo "multihost: FAIL: no survivor named rank 2"; fail=1; }
+[ -z "$left" ] || { echo "multihost: FAIL: processes left behind: $left"; fail=1; }
+[ $fail = 0 ] && echo "multihost: PASS"
+exit $fail
