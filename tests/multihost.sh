@@ -5,8 +5,10 @@
 # namespace. Checks (1) 3 hosts == 1 process (per-step loss within 1e-5) and (2) cutting host 2's
 # link mid-run ends the whole job (mpirun included) with exit 5 within --timeout + 30 s, the
 # survivors naming rank 2, no process left in any namespace. Bounding mpirun needs the per-host
-# settings the README gives: sysctl net.ipv4.tcp_retries2=5 and the oob_tcp_keepalive_* MCA params.
+# setting the README gives: sysctl net.ipv4.tcp_retries2=5 (set here inside each namespace only).
 #   multihost.sh NDL_TRAIN MPIRUN      (exit 0 pass, 1 fail, 77 skip: no root / no namespaces)
+# NDL_MULTIHOST_TIMEOUT=S sets the cut run's --timeout (default 3); NDL_MULTIHOST_MCA adds mpirun
+# options, NDL_MULTIHOST_TCP_RETRIES2 the hosts' net.ipv4.tcp_retries2 (measuring other settings).
 set -u
 train=$1 mpirun=$2
 skip() { echo "multihost: SKIP: $*"; exit 77; }
@@ -40,7 +42,7 @@ for i in $hosts; do
   ip -n $P$i link set eth0 up
   ip -n $P$i link set lo up
   # a dead peer fails a TCP connection after ~13 s of retransmissions instead of ~15 minutes
-  ip netns exec $P$i sysctl -q -w net.ipv4.tcp_retries2=5
+  ip netns exec $P$i sysctl -q -w net.ipv4.tcp_retries2=${NDL_MULTIHOST_TCP_RETRIES2:-5}
   mkdir -p "$work/tmp$i"
 done
 set +e
@@ -57,25 +59,25 @@ exec ip netns exec $P\$i env TMPDIR=$work/tmp\$i sh -c "\$*"
 EOF
 chmod +x "$work/agent"
 
-# data: random pixels and labels (the same files for both runs)
-mkdata() { # split n
-  { printf '\000\000\010\003'; printf "\\$(printf %03o $(($2 >> 24 & 255)))\\$(printf %03o $(($2 >> 16 & 255)))"
-    printf "\\$(printf %03o $(($2 >> 8 & 255)))\\$(printf %03o $(($2 & 255)))"; printf '\000\000\000\034\000\000\000\034'
-    head -c $(($2 * 784)) /dev/urandom; } >"$work/data/$1-images-idx3-ubyte"
-  { printf '\000\000\010\001'; printf "\\$(printf %03o $(($2 >> 24 & 255)))\\$(printf %03o $(($2 >> 16 & 255)))"
-    printf "\\$(printf %03o $(($2 >> 8 & 255)))\\$(printf %03o $(($2 & 255)))"
-    head -c $2 /dev/urandom | od -An -v -tu1 | tr -s ' ' '\n' | grep . |
-      while read -r b; do printf "\\$(printf %03o $((b % 10)))"; done; } >"$work/data/$1-labels-idx1-ubyte"
+# data: pseudo-random pixels and labels from awk's seeded generator (the same files for both runs)
+be32() { printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))"
+  printf "\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"; }
+bytes() { # count seed range: bytes 0..range-1
+  LC_ALL=C awk -v n=$1 -v s=$2 -v r=$3 'BEGIN { srand(s); for (i = 0; i < n; i++) printf "%c", 1 + int(rand() * r) }' |
+    tr '\001-\377' '\000-\376'
+}
+mkdata() { # split n seed
+  { be32 2051; be32 $2; be32 28; be32 28; bytes $(($2 * 784)) $3 255; } >"$work/data/$1-images-idx3-ubyte"
+  { be32 2049; be32 $2; bytes $2 $(($3 + 1)) 10; } >"$work/data/$1-labels-idx1-ubyte"
 }
 mkdir -p "$work/data"
-mkdata train 600
-mkdata t10k 120
+mkdata train 600 11
+mkdata t10k 120 21
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0
 mpi_opts=(--oversubscribe --host 10.213.7.1:1,10.213.7.2:1,10.213.7.3:1 -np 3
   --mca plm_rsh_agent "$work/agent" --mca btl tcp,self
-  --mca btl_tcp_if_include 10.213.7.0/24 --mca oob_tcp_if_include 10.213.7.0/24
-  --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3)
+  --mca btl_tcp_if_include 10.213.7.0/24 --mca oob_tcp_if_include 10.213.7.0/24 ${NDL_MULTIHOST_MCA:-})
 in_host0() { ip netns exec ${P}0 env TMPDIR="$work/tmp0" "$@"; }
 fail=0
 
@@ -92,8 +94,8 @@ if [ $? = 0 ]; then echo "multihost: 3 hosts == 1 process: steps, max |loss diff
 else echo "multihost: FAIL: 3 hosts != 1 process (steps, max |loss diff| = $cmp)"; fail=1; fi
 
 # (2) cut host 2's link mid-run: the job ends with 5 within --timeout + 30 s
-T=3
-in_host0 timeout -k 5 120 "$mpirun" "${mpi_opts[@]}" "$train" --data "$work/data" --epochs 100000 \
+T=${NDL_MULTIHOST_TIMEOUT:-3}
+in_host0 timeout -k 5 $((T + 120)) "$mpirun" "${mpi_opts[@]}" "$train" --data "$work/data" --epochs 100000 \
   --batch-size 51 --quiet --timeout $T >"$work/cut.out" 2>&1 &
 job=$!
 for _ in $(seq 1 100); do # wait for training to run (an epoch line), at most 20 s
@@ -106,9 +108,11 @@ wait $job
 rc=$?
 secs=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
 left() { for h in $hosts; do ip netns pids $P$h | xargs -r ps -o comm= -p | tr '\n' ' '; done; }
-for _ in $(seq 1 30); do [ -z "$(left)" ] && break; sleep 0.5; done # the cut-off orted: keepalive
+for _ in $(seq 1 40); do [ -z "$(left)" ] && break; sleep 0.5; done # the cut-off host's orted
 left=$(left)
-echo "multihost: link cut: mpirun exited $rc after $secs s (bound: --timeout $T + 30 s); left: ${left:-none}"
+gone=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
+echo "multihost: link cut: mpirun exited $rc after $secs s (bound: --timeout $T + 30 s);" \
+  "every host empty after $gone s (left: ${left:-none})"
 grep 'ndl-train' "$work/cut.out" | grep -v '^epoch'
 if [ $rc != 5 ] || ! awk "BEGIN { exit !($secs < $T + 30) }"; then
   echo "multihost: FAIL: expected exit 5 within $((T + 30)) s"; tail -30 "$work/cut.out"; fail=1
