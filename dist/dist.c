@@ -57,7 +57,7 @@ static ndl_status parse_fault(ndl_dist *d, const char *spec) {
                        : strcmp(action, "slow") == 0 ? NDL_FAULT_SLOW
                                                      : NDL_FAULT_NONE;
   if (rank < 0 || step < 0 || a == NDL_FAULT_NONE || (a == NDL_FAULT_SLOW && (!(seconds > 0) || !*where)) ||
-      (*where && ndl_phase_from_key(where) == NDL_PHASE_COUNT))
+      (*where && strcmp(where, NDL_FAULT_MIDWAY) != 0 && ndl_phase_from_key(where) == NDL_PHASE_COUNT))
     return bad_fault(spec);
   d->fault_rank = rank;
   d->fault_step = step;

@@ -12,7 +12,8 @@
  * Test-only fault injection: env NDL_FAULT="rank=R,step=S,action=exit|hang" makes rank R, at its
  * first collective at or after step S (ndl_dist_set_step), exit with status 1 or sleep forever.
  * ",where=PHASE" moves the fault to a step watchdog phase (step_watchdog.h keys: data, forward,
- * backward, allreduce, optimizer, eval, checkpoint, resume, output) of step S or later, and
+ * backward, allreduce, optimizer, eval, checkpoint, resume, output) of step S or later, or, with
+ * where=midway, into a collective after this rank's arrival token went out (a cut link), and
  * "action=slow,seconds=X" sleeps X seconds there once instead (a slow checkpoint write). */
 #ifndef NDL_DIST_H
 #define NDL_DIST_H

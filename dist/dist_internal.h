@@ -42,6 +42,10 @@ struct ndl_dist {
   ndl_dist_mpi *mpi; /* NULL when no MPI was initialized (world 1) */
 };
 
+/* NDL_FAULT where= value for a fault inside a collective, after this rank's arrival token is sent
+ * (its peers see it arrive, then the collective never completes: a link cut mid-transfer). */
+#define NDL_FAULT_MIDWAY "midway"
+
 /* Initialize MPI and fill rank/world/local_rank/local_size and d->mpi. env_world is the size the
  * launcher announced (-1 when only a rank variable was found). */
 ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world);

@@ -308,6 +308,7 @@ ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const
   double t0 = now_s();
   ndl_status st = send_tokens(d, t0, what);
   if (st != NDL_OK) return st;
+  ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT=...,where=midway */
   if (op == NDL_DIST_ALLGATHER && count > INT_MAX)
     return ndl_errorf(NDL_ERR_ARG, "%s: allgather of %lld bytes per rank is over INT_MAX", what,
                       (long long)count);
