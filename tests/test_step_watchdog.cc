@@ -14,6 +14,12 @@ namespace {
 
 void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
+// Death tests re-run the test in a fresh process (the watchdog thread must not be forked).
+class StepWatchdogEnv : public ::testing::Environment {
+  void SetUp() override { ::testing::FLAGS_gtest_death_test_style = "threadsafe"; }
+};
+const auto *env = ::testing::AddGlobalTestEnvironment(new StepWatchdogEnv);
+
 TEST(StepWatchdog, PhaseKeysLabelsAndAllowances) {
   EXPECT_EQ(ndl_phase_from_key("forward"), NDL_PHASE_FORWARD);
   EXPECT_EQ(ndl_phase_from_key("checkpoint"), NDL_PHASE_CKPT_WRITE);
