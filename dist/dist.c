@@ -38,9 +38,9 @@ static ndl_status parse_fault(ndl_dist *d, const char *spec) {
   double seconds = 0;
   char action[16] = "", where[16] = "";
   for (const char *p = spec; *p;) {
-    char key[16] = "", val[32] = "";
+    char key[16] = "", val[16] = "";
     int used = 0;
-    if (sscanf(p, "%15[a-z]=%31[a-z0-9.]%n", key, val, &used) != 2 || (p[used] && p[used] != ','))
+    if (sscanf(p, "%15[a-z]=%15[a-z0-9.]%n", key, val, &used) != 2 || (p[used] && p[used] != ','))
       return bad_fault(spec);
     char *end = NULL;
     if (strcmp(key, "rank") == 0) rank = (int)strtol(val, &end, 10);
