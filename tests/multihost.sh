@@ -20,32 +20,42 @@ P=ndlmh$$
 work=$(mktemp -d /tmp/ndl-multihost.XXXXXX)
 hosts="0 1 2"
 cleanup() {
-  for h in $hosts sw; do
+  for h in h0 h1 h2 sw; do
     pids=$(ip netns pids $P$h 2>/dev/null)
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null
   done
-  for h in $hosts sw; do ip netns del $P$h 2>/dev/null; done
+  for h in h0 h1 h2 sw; do ip netns del $P$h 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
+# namespaces of an earlier run of this script that was killed (SIGKILL skips the trap)
+for ns in $(ip netns list 2>/dev/null | grep -o '^ndlmh[0-9]*sw'); do
+  old=${ns#ndlmh}
+  old=${old%sw}
+  kill -0 "$old" 2>/dev/null && continue
+  for h in h0 h1 h2 sw; do
+    pids=$(ip netns pids ndlmh$old$h 2>/dev/null)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+    ip netns del ndlmh$old$h 2>/dev/null
+  done
+done
 ip netns add ${P}sw 2>/dev/null || skip "cannot create a network namespace (ip netns add failed)"
-set -e
-ip -n ${P}sw link add br0 type bridge
-ip -n ${P}sw link set br0 up
+net() { "$@" 2>"$work/ip.err" || skip "cannot set up the simulated network: $* ($(head -c 200 "$work/ip.err"))"; }
+net ip -n ${P}sw link add br0 type bridge
+net ip -n ${P}sw link set br0 up
 for i in $hosts; do
-  ip netns add $P$i
-  ip -n ${P}sw link add v$i type veth peer name eth0 netns $P$i
-  ip -n ${P}sw link set v$i master br0 up
-  ip -n $P$i addr add 10.213.7.$((i + 1))/24 dev eth0
-  ip -n $P$i link set eth0 up
-  ip -n $P$i link set lo up
+  net ip netns add ${P}h$i
+  net ip -n ${P}sw link add v$i type veth peer name eth0 netns ${P}h$i
+  net ip -n ${P}sw link set v$i master br0 up
+  net ip -n ${P}h$i addr add 10.213.7.$((i + 1))/24 dev eth0
+  net ip -n ${P}h$i link set eth0 up
+  net ip -n ${P}h$i link set lo up
   # a dead peer fails a TCP connection after ~13 s of retransmissions instead of ~15 minutes
-  ip netns exec $P$i sysctl -q -w net.ipv4.tcp_retries2=${NDL_MULTIHOST_TCP_RETRIES2:-5}
+  net ip netns exec ${P}h$i sysctl -q -w net.ipv4.tcp_retries2=${NDL_MULTIHOST_TCP_RETRIES2:-5}
   mkdir -p "$work/tmp$i"
 done
-set +e
 
 # plm_rsh_agent: "agent HOST COMMAND..." runs COMMAND in HOST's namespace, with its own TMPDIR
 # (every namespace has the same hostname, so Open MPI's session directories would collide).
@@ -55,7 +65,7 @@ host=\$1
 shift
 i=\${host##*.}
 i=\$((i - 1))
-exec ip netns exec $P\$i env TMPDIR=$work/tmp\$i sh -c "\$*"
+exec ip netns exec ${P}h\$i env TMPDIR=$work/tmp\$i sh -c "\$*"
 EOF
 chmod +x "$work/agent"
 
@@ -81,7 +91,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=de
 mpi_opts=(--oversubscribe --host 10.213.7.1:1,10.213.7.2:1,10.213.7.3:1 -np 3
   --mca plm_rsh_agent "$work/agent" --mca btl tcp,self
   --mca btl_tcp_if_include 10.213.7.0/24 --mca oob_tcp_if_include 10.213.7.0/24 ${NDL_MULTIHOST_MCA:-})
-in_host0() { ip netns exec ${P}0 env TMPDIR="$work/tmp0" "$@"; }
+in_host0() { ip netns exec ${P}h0 env TMPDIR="$work/tmp0" "$@"; }
 fail=0
 
 # (1) 3 hosts == 1 process, step by step
@@ -105,12 +115,12 @@ for _ in $(seq 1 100); do # wait for training to run (an epoch line), at most 20
   grep -q '^epoch' "$work/cut.out" 2>/dev/null && break
   sleep 0.2
 done
-ip -n ${P}2 link set eth0 down
+ip -n ${P}h2 link set eth0 down
 t0=$(date +%s.%N)
 wait $job
 rc=$?
 secs=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
-left() { for h in $hosts; do ip netns pids $P$h | xargs -r ps -o comm= -p | tr '\n' ' '; done; }
+left() { for h in h0 h1 h2; do ip netns pids $P$h | xargs -r ps -o comm= -p | tr '\n' ' '; done; }
 for _ in $(seq 1 40); do [ -z "$(left)" ] && break; sleep 0.5; done # the cut-off host's orted
 left=$(left)
 gone=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
