@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "dist/step_watchdog.h"
 
 /* World size announced by a launcher: 0 = not launched, -1 = launched with an unknown size. */
 static int env_world(void) {
@@ -21,22 +22,48 @@ static int env_world(void) {
   return 0;
 }
 
+static ndl_status bad_fault(const char *spec) {
+  return ndl_errorf(NDL_ERR_ARG,
+                    "NDL_FAULT=\"%s\": expected \"rank=R,step=S,action=exit|hang[,where=PHASE]\" or "
+                    "\"rank=R,step=S,action=slow,seconds=X,where=PHASE\" (R, S >= 0, X > 0)",
+                    spec);
+}
+
+/* "key=value" pairs separated by commas, in any order; rank, step and action are required. */
 static ndl_status parse_fault(ndl_dist *d, const char *spec) {
   d->fault_action = NDL_FAULT_NONE;
   if (!spec || !*spec) return NDL_OK;
   int rank = -1;
   long long step = -1;
-  char action[16] = {0};
-  int used = 0;
-  if (sscanf(spec, "rank=%d,step=%lld,action=%15[a-z]%n", &rank, &step, action, &used) != 3 ||
-      spec[used] != '\0' || rank < 0 || step < 0 ||
-      (strcmp(action, "exit") != 0 && strcmp(action, "hang") != 0))
-    return ndl_errorf(NDL_ERR_ARG,
-                      "NDL_FAULT=\"%s\": expected \"rank=R,step=S,action=exit|hang\" (R, S >= 0)",
-                      spec);
+  double seconds = 0;
+  char action[16] = "", where[16] = "";
+  for (const char *p = spec; *p;) {
+    char key[16] = "", val[16] = "";
+    int used = 0;
+    if (sscanf(p, "%15[a-z]=%15[a-z0-9.]%n", key, val, &used) != 2 || (p[used] && p[used] != ','))
+      return bad_fault(spec);
+    char *end = NULL;
+    if (strcmp(key, "rank") == 0) rank = (int)strtol(val, &end, 10);
+    else if (strcmp(key, "step") == 0) step = strtoll(val, &end, 10);
+    else if (strcmp(key, "seconds") == 0) seconds = strtod(val, &end);
+    else if (strcmp(key, "action") == 0) snprintf(action, sizeof action, "%s", val);
+    else if (strcmp(key, "where") == 0) snprintf(where, sizeof where, "%s", val);
+    else return bad_fault(spec);
+    if (end && *end) return bad_fault(spec);
+    p += used + (p[used] == ',');
+  }
+  ndl_fault_action a = strcmp(action, "exit") == 0   ? NDL_FAULT_EXIT
+                       : strcmp(action, "hang") == 0 ? NDL_FAULT_HANG
+                       : strcmp(action, "slow") == 0 ? NDL_FAULT_SLOW
+                                                     : NDL_FAULT_NONE;
+  if (rank < 0 || step < 0 || a == NDL_FAULT_NONE || (a == NDL_FAULT_SLOW && (!(seconds > 0) || !*where)) ||
+      (*where && strcmp(where, NDL_FAULT_MIDWAY) != 0 && ndl_phase_from_key(where) == NDL_PHASE_COUNT))
+    return bad_fault(spec);
   d->fault_rank = rank;
   d->fault_step = step;
-  d->fault_action = strcmp(action, "exit") == 0 ? NDL_FAULT_EXIT : NDL_FAULT_HANG;
+  d->fault_action = a;
+  d->fault_seconds = seconds;
+  snprintf(d->fault_where, sizeof d->fault_where, "%s", where);
   return NDL_OK;
 }
 
@@ -48,7 +75,7 @@ ndl_status ndl_dist_init(ndl_dist **out, double timeout_s) {
   ndl_dist *d = ndl_calloc(1, sizeof *d);
   if (!d) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
   d->world = d->local_size = 1;
-  d->timeout_s = timeout_s;
+  d->timeout_s = d->deadline_s = timeout_s;
   ndl_status st = parse_fault(d, getenv("NDL_FAULT"));
   int ew = env_world();
   if (st == NDL_OK && (ew > 1 || ew < 0)) st = ndl_dist_mpi_init(d, ew);
@@ -65,6 +92,11 @@ int ndl_dist_world(const ndl_dist *d) { return d->world; }
 int ndl_dist_local_rank(const ndl_dist *d) { return d->local_rank; }
 int ndl_dist_local_size(const ndl_dist *d) { return d->local_size; }
 void ndl_dist_set_step(ndl_dist *d, int64_t step) { d->step = step; }
+void ndl_dist_set_next_deadline(ndl_dist *d, double seconds) {
+  NDL_ASSERT(seconds > 0);
+  d->next_deadline_s = seconds;
+}
+void ndl_dist_set_watchdog(ndl_dist *d, struct ndl_watchdog *w) { d->watchdog = w; }
 
 static void vlog(const ndl_dist *d, const char *fmt, va_list ap) {
   char line[1024];
@@ -99,16 +131,47 @@ void ndl_dist_abort(ndl_dist *d, int code) {
   exit(code);
 }
 
+void ndl_dist_abort_async(ndl_dist *d, int code) {
+  if (d && d->mpi) ndl_dist_mpi_abort(d, code);
+  _exit(code);
+}
+
 void ndl_dist_free(ndl_dist *d) {
   if (!d) return;
   if (d->mpi) ndl_dist_mpi_free(d);
   ndl_free(d);
 }
 
-/* NDL_FAULT: on the chosen rank, at the first collective at or after the chosen step. */
-static void maybe_inject_fault(ndl_dist *d, const char *what) {
-  if (d->fault_action == NDL_FAULT_NONE || d->rank != d->fault_rank || d->step < d->fault_step)
+static void run_fault(ndl_dist *d, const char *where, int64_t step) {
+  if (d->fault_action == NDL_FAULT_SLOW) {
+    d->fault_done = 1;
+    ndl_dist_log_all(d, "NDL_FAULT: sleeping %.1f s in %s at step %lld", d->fault_seconds, where,
+                     (long long)step);
+    struct timespec ts = {(time_t)d->fault_seconds,
+                          (long)((d->fault_seconds - (double)(time_t)d->fault_seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) continue;
     return;
+  }
+  ndl_dist_log_all(d, "NDL_FAULT: %s in %s at step %lld",
+                   d->fault_action == NDL_FAULT_EXIT ? "exiting with status 1" : "hanging", where,
+                   (long long)step);
+  if (d->fault_action == NDL_FAULT_EXIT) _exit(1);
+  for (;;) sleep(60);
+}
+
+void ndl_dist_fault_point(ndl_dist *d, const char *key, const char *label, int64_t step) {
+  if (d->fault_action == NDL_FAULT_NONE || d->fault_done || d->rank != d->fault_rank ||
+      step < d->fault_step || strcmp(d->fault_where, key) != 0)
+    return;
+  run_fault(d, label, step);
+}
+
+/* NDL_FAULT without where: on the chosen rank, at the first collective at or after the chosen step. */
+static void maybe_inject_fault(ndl_dist *d, const char *what) {
+  if (d->fault_action == NDL_FAULT_NONE || d->fault_where[0] || d->rank != d->fault_rank ||
+      d->step < d->fault_step)
+    return;
+  if (d->fault_action == NDL_FAULT_SLOW) return; /* parse_fault requires where= for slow */
   ndl_dist_log_all(d, "NDL_FAULT: %s instead of joining %s (collective #%lld) at step %lld",
                    d->fault_action == NDL_FAULT_EXIT ? "exiting with status 1" : "hanging", what,
                    (long long)d->seq, (long long)d->step);
@@ -122,8 +185,12 @@ static ndl_status run(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, i
   if (d->broken)
     return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
   d->seq++;
+  d->deadline_s = d->next_deadline_s > 0 ? d->next_deadline_s : d->timeout_s;
+  d->next_deadline_s = 0;
   maybe_inject_fault(d, what);
+  ndl_watchdog_collective(d->watchdog, d->deadline_s);
   ndl_status st = ndl_dist_mpi_collective(d, op, buf, src, count, root, what);
+  ndl_watchdog_collective(d->watchdog, 0);
   if (st != NDL_OK) d->broken = 1;
   return st;
 }

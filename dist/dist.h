@@ -10,7 +10,11 @@
  * mpirun returns that rank's status (1 for NDL_FAULT exit); with orte_abort_on_non_zero_status=0 the
  * survivors' watchdog names the dead rank and mpirun returns 5.
  * Test-only fault injection: env NDL_FAULT="rank=R,step=S,action=exit|hang" makes rank R, at its
- * first collective at or after step S (ndl_dist_set_step), exit with status 1 or sleep forever. */
+ * first collective at or after step S (ndl_dist_set_step), exit with status 1 or sleep forever.
+ * ",where=PHASE" moves the fault to a step watchdog phase (step_watchdog.h keys: data, forward,
+ * backward, allreduce, optimizer, eval, checkpoint, resume, output) of step S or later, or, with
+ * where=midway, into a collective after this rank's arrival token went out (a cut link), and
+ * "action=slow,seconds=X" sleeps X seconds there once instead (a slow checkpoint write). */
 #ifndef NDL_DIST_H
 #define NDL_DIST_H
 
@@ -35,6 +39,14 @@ int ndl_dist_local_rank(const ndl_dist *d); /* rank among the processes of this 
 int ndl_dist_local_size(const ndl_dist *d); /* processes of the job on this node */
 /* Current optimizer step, used in messages and by fault injection. */
 void ndl_dist_set_step(ndl_dist *d, int64_t step);
+/* The next collective's deadline is seconds (> 0) instead of the timeout; once. */
+void ndl_dist_set_next_deadline(ndl_dist *d, double seconds);
+/* The step watchdog told when a collective starts and ends (NULL: none); step_watchdog.c calls it. */
+struct ndl_watchdog;
+void ndl_dist_set_watchdog(ndl_dist *d, struct ndl_watchdog *w);
+/* NDL_FAULT with where=key: run the fault if it matches this rank, phase and step (label names the
+ * phase in the NDL_FAULT line). The step watchdog calls it on every phase change. */
+void ndl_dist_fault_point(ndl_dist *d, const char *key, const char *label, int64_t step);
 
 /* Sum buf[0..n) over all ranks, in place; every rank gets the same result. what names the call in
  * messages ("grad allreduce"). All ranks must pass the same n. */
@@ -67,6 +79,13 @@ void ndl_dist_log0(const ndl_dist *d, const char *fmt, ...)
  * status code (checked by the dist_abort test); without MPI (or d NULL), exit(code). A 5 s alarm turns
  * a stuck MPI_Abort into _exit(code). */
 void ndl_dist_abort(ndl_dist *d, int code)
+#if defined(__GNUC__)
+    __attribute__((noreturn))
+#endif
+    ;
+/* ndl_dist_abort from any thread, without stdio (the step watchdog's path): MPI_Abort (5 s alarm),
+ * else _exit(code). d may be NULL. */
+void ndl_dist_abort_async(ndl_dist *d, int code)
 #if defined(__GNUC__)
     __attribute__((noreturn))
 #endif

@@ -15,21 +15,36 @@ typedef enum ndl_dist_op {
   NDL_DIST_BARRIER,
 } ndl_dist_op;
 
-typedef enum ndl_fault_action { NDL_FAULT_NONE, NDL_FAULT_EXIT, NDL_FAULT_HANG } ndl_fault_action;
+typedef enum ndl_fault_action {
+  NDL_FAULT_NONE,
+  NDL_FAULT_EXIT,
+  NDL_FAULT_HANG,
+  NDL_FAULT_SLOW
+} ndl_fault_action;
 
 typedef struct ndl_dist_mpi ndl_dist_mpi; /* transport state (dist_mpi.c) */
 
 struct ndl_dist {
   int rank, world, local_rank, local_size;
   double timeout_s;
+  double deadline_s;      /* of the running collective: timeout_s unless set_next_deadline */
+  double next_deadline_s; /* 0: none */
+  struct ndl_watchdog *watchdog; /* step watchdog to tell about collectives, or NULL */
   int64_t step;
   int64_t seq;    /* number of the current collective, 1-based, equal on all ranks */
   int broken;     /* a collective failed: later ones fail at once, free skips MPI_Finalize */
   int fault_rank; /* NDL_FAULT: rank, step and action (NDL_FAULT_NONE when unset) */
   int64_t fault_step;
   ndl_fault_action fault_action;
+  char fault_where[16];  /* phase key; "" = at a collective */
+  double fault_seconds;  /* NDL_FAULT_SLOW */
+  int fault_done;        /* a slow fault runs once */
   ndl_dist_mpi *mpi; /* NULL when no MPI was initialized (world 1) */
 };
+
+/* NDL_FAULT where= value for a fault inside a collective, after this rank's arrival token is sent
+ * (its peers see it arrive, then the collective never completes: a link cut mid-transfer). */
+#define NDL_FAULT_MIDWAY "midway"
 
 /* Initialize MPI and fill rank/world/local_rank/local_size and d->mpi. env_world is the size the
  * launcher announced (-1 when only a rank variable was found). */

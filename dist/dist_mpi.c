@@ -1,7 +1,9 @@
 /* dist_mpi.c: the MPI transport: init/finalize, nonblocking collectives polled under the watchdog
  * deadline, and the arrival protocol that names a stalled rank. On entering collective k every rank
  * sends an 8-byte token k to each peer on a private communicator (one Irecv per peer is always
- * posted); on timeout the ranks whose token k has not arrived are the ones named.
+ * posted); on timeout the ranks whose token k has not arrived are the ones named. When every token
+ * arrived but the collective still did not complete (a network partition, a dead peer), the rank
+ * pings every peer on the same channel (negative tokens) and names those that do not answer.
  * Leaves out: NCCL (GPU) collectives and recovery after a failure (the job is ended instead). */
 #include <mpi.h>
 
@@ -20,6 +22,9 @@
 #define TOKEN_TAG 7001
 #define SEND_RING 8 /* outstanding token sends per peer */
 #define CHUNK (INT_MAX / 8) /* elements or bytes per MPI call (MPI counts are int) */
+#define TOKEN_PING (-1)     /* control tokens: never counted as arrivals */
+#define TOKEN_PONG (-2)
+#define PROBE_S 1.0         /* how long a timed-out rank waits for the peers' answers */
 
 struct ndl_dist_mpi {
   MPI_Comm coll;           /* collectives */
@@ -30,6 +35,9 @@ struct ndl_dist_mpi {
   MPI_Request *rreq;       /* [world] the posted token Irecv of each peer */
   int64_t *tok_out;        /* [world * SEND_RING] send buffers */
   MPI_Request *sreq;       /* [world * SEND_RING] */
+  int64_t *ctl_out;        /* [2 * world]: ping then pong send buffer of each peer */
+  MPI_Request *ctl_req;    /* [2 * world] */
+  char *answered;          /* [world]: a pong came back since the last probe */
 };
 
 static ndl_status mpi_fail(ndl_dist *d, int rc, const char *stmt, const char *file, int line) {
@@ -87,10 +95,15 @@ static ndl_status alloc_tokens(ndl_dist *d) {
   m->rreq = ndl_calloc(w, sizeof *m->rreq);
   m->tok_out = ndl_calloc(w * SEND_RING, sizeof *m->tok_out);
   m->sreq = ndl_calloc(w * SEND_RING, sizeof *m->sreq);
-  if (!m->arrived || !m->tok_in || !m->rreq || !m->tok_out || !m->sreq)
+  m->ctl_out = ndl_calloc(2 * w, sizeof *m->ctl_out);
+  m->ctl_req = ndl_calloc(2 * w, sizeof *m->ctl_req);
+  m->answered = ndl_calloc(w, 1);
+  if (!m->arrived || !m->tok_in || !m->rreq || !m->tok_out || !m->sreq || !m->ctl_out ||
+      !m->ctl_req || !m->answered)
     return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory for %d ranks", d->world);
   for (size_t i = 0; i < w; i++) m->rreq[i] = MPI_REQUEST_NULL;
   for (size_t i = 0; i < w * SEND_RING; i++) m->sreq[i] = MPI_REQUEST_NULL;
+  for (size_t i = 0; i < 2 * w; i++) m->ctl_req[i] = MPI_REQUEST_NULL;
   for (int p = 0; p < d->world; p++) {
     if (p == d->rank) continue;
     ndl_status st = post_token_recv(d, p);
@@ -142,7 +155,19 @@ ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world) {
   return st;
 }
 
-/* Count every token that has arrived, re-posting each peer's Irecv. */
+/* Send control token v (TOKEN_PING or TOKEN_PONG) to peer p unless the previous one is in flight. */
+static ndl_status send_ctl(ndl_dist *d, int p, int64_t v) {
+  ndl_dist_mpi *m = d->mpi;
+  size_t slot = (size_t)p * 2 + (v == TOKEN_PONG);
+  int done = 1;
+  NDL_MPI_CHECK(d, MPI_Test(&m->ctl_req[slot], &done, MPI_STATUS_IGNORE));
+  if (!done) return NDL_OK;
+  m->ctl_out[slot] = v;
+  NDL_MPI_CHECK(d, MPI_Isend(&m->ctl_out[slot], 1, MPI_INT64_T, p, TOKEN_TAG, m->tok, &m->ctl_req[slot]));
+  return NDL_OK;
+}
+
+/* Count every token that has arrived, re-posting each peer's Irecv; answer pings, note pongs. */
 static ndl_status drain_tokens(ndl_dist *d) {
   ndl_dist_mpi *m = d->mpi;
   for (int p = 0; p < d->world; p++) {
@@ -151,6 +176,13 @@ static ndl_status drain_tokens(ndl_dist *d) {
       int flag = 0;
       NDL_MPI_CHECK(d, MPI_Test(&m->rreq[p], &flag, MPI_STATUS_IGNORE));
       if (!flag) break;
+      if (m->tok_in[p] < 0) {
+        ndl_status st = m->tok_in[p] == TOKEN_PING ? send_ctl(d, p, TOKEN_PONG) : NDL_OK;
+        if (m->tok_in[p] == TOKEN_PONG) m->answered[p] = 1;
+        if (st == NDL_OK) st = post_token_recv(d, p);
+        if (st != NDL_OK) return st;
+        continue;
+      }
       m->arrived[p]++;
       if (m->tok_in[p] != m->arrived[p])
         return ndl_errorf(NDL_ERR_DIST,
@@ -164,6 +196,28 @@ static ndl_status drain_tokens(ndl_dist *d) {
   return NDL_OK;
 }
 
+/* Ping every peer and wait up to PROBE_S for the answers (a peer answers while it polls in a
+ * collective); the peers that stay silent go into ranks (comma-separated). */
+static void silent_peers(ndl_dist *d, char *ranks, size_t cap) {
+  ndl_dist_mpi *m = d->mpi;
+  memset(m->answered, 0, (size_t)d->world);
+  for (int p = 0; p < d->world; p++)
+    if (p != d->rank && send_ctl(d, p, TOKEN_PING) != NDL_OK) return;
+  double t0 = now_s();
+  for (;;) {
+    if (drain_tokens(d) != NDL_OK) return;
+    int missing = 0;
+    for (int p = 0; p < d->world; p++) missing += p != d->rank && !m->answered[p];
+    if (!missing || now_s() - t0 >= PROBE_S) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  size_t len = 0;
+  for (int p = 0; p < d->world && len + 16 < cap; p++)
+    if (p != d->rank && !m->answered[p])
+      len += (size_t)snprintf(ranks + len, cap - len, "%s%d", len ? "," : "", p);
+}
+
 static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
   char ranks[256] = "";
   size_t len = 0;
@@ -171,11 +225,19 @@ static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
     if (p == d->rank || d->mpi->arrived[p] >= d->seq) continue;
     len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%d", len ? "," : "", p);
   }
-  if (len == 0)
+  if (len == 0) {
+    silent_peers(d, ranks, sizeof ranks);
+    if (ranks[0])
+      return ndl_errorf(NDL_ERR_DIST,
+                        "timed out after %.1f s in %s (collective #%lld) at step %lld: every rank "
+                        "arrived but the collective did not complete; rank(s) %s did not answer "
+                        "within %.1f s (unreachable or dead)",
+                        waited, what, (long long)d->seq, (long long)d->step, ranks, PROBE_S);
     return ndl_errorf(NDL_ERR_DIST,
                       "timed out after %.1f s in %s (collective #%lld) at step %lld: every rank "
                       "arrived but the collective did not complete (a peer may have died)",
                       waited, what, (long long)d->seq, (long long)d->step);
+  }
   return ndl_errorf(NDL_ERR_DIST,
                     "timed out after %.1f s in %s (collective #%lld) at step %lld waiting for "
                     "rank(s) %s",
@@ -194,7 +256,7 @@ static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char 
     if (st != NDL_OK) return st;
     if (flag) return NDL_OK;
     double waited = now_s() - t0;
-    if (waited >= d->timeout_s) return timeout_error(d, what, waited);
+    if (waited >= d->deadline_s) return timeout_error(d, what, waited);
     if (waited < 2e-3) {
       if (polls >= 32) sched_yield();
     } else {
@@ -250,6 +312,7 @@ ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const
   double t0 = now_s();
   ndl_status st = send_tokens(d, t0, what);
   if (st != NDL_OK) return st;
+  ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT=...,where=midway */
   if (op == NDL_DIST_ALLGATHER && count > INT_MAX)
     return ndl_errorf(NDL_ERR_ARG, "%s: allgather of %lld bytes per rank is over INT_MAX", what,
                       (long long)count);
@@ -296,6 +359,7 @@ void ndl_dist_mpi_free(ndl_dist *d) {
     if (m->rreq)
       for (int p = 0; p < d->world; p++) cancel_recv(&m->rreq[p]);
     if (m->sreq) MPI_Waitall(d->world * SEND_RING, m->sreq, MPI_STATUSES_IGNORE);
+    if (m->ctl_req) MPI_Waitall(d->world * 2, m->ctl_req, MPI_STATUSES_IGNORE); /* pongs */
     if (m->tok != MPI_COMM_NULL) MPI_Comm_free(&m->tok);
     if (m->coll != MPI_COMM_NULL) MPI_Comm_free(&m->coll);
     if (m->owns_mpi) MPI_Finalize();
@@ -305,6 +369,9 @@ void ndl_dist_mpi_free(ndl_dist *d) {
   ndl_free(m->rreq);
   ndl_free(m->tok_out);
   ndl_free(m->sreq);
+  ndl_free(m->ctl_out);
+  ndl_free(m->ctl_req);
+  ndl_free(m->answered);
   ndl_free(m);
   d->mpi = NULL;
 }

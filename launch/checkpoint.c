@@ -65,8 +65,12 @@ static void add_blob(ndl_st_entry *e, const char *name, ndl_st_dtype dt, const v
 static ndl_status write_checkpoint(ndl_trainer *t);
 
 ndl_status ndl_trainer_checkpoint(ndl_trainer *t) {
+  /* rank 0's write and fsync may take IO_FACTOR x --timeout (its step watchdog's limit); the others
+   * wait for the outcome 5 s longer, so a stuck write is reported by rank 0 as a stall there */
+  ndl_watchdog_phase(t->wd, NDL_PHASE_CKPT_WRITE, t->step, t->epoch + (t->in_epoch ? 1 : 0));
   ndl_status st = t->rank == 0 ? write_checkpoint(t) : NDL_OK;
   if (t->world == 1) return st;
+  ndl_dist_set_next_deadline(t->dist, ndl_phase_allowance(NDL_PHASE_CKPT_WRITE, t->cfg.timeout) + 5.0);
   /* rank 0 writes; every rank learns whether it worked */
   struct {
     int32_t status;
@@ -354,6 +358,7 @@ static ndl_status restore_from(ndl_trainer *t, const char *path, const ndl_st_fi
 }
 
 ndl_status ndl_trainer_resume(ndl_trainer *t, const char *dir) {
+  ndl_watchdog_phase(t->wd, NDL_PHASE_CKPT_READ, 0, 0);
   int64_t *steps;
   int n = ndl_ckpt_list(dir, &steps);
   if (n < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open checkpoint directory: %s", dir, strerror(errno));

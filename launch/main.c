@@ -111,6 +111,7 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
     if (end == NDL_EPOCH_STOPPED && t->step == before) break; /* resumed at --max-steps: no step, no line */
     double err, loss;
     if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return fail_training(t, s);
+    ndl_watchdog_phase(t->wd, NDL_PHASE_OUTPUT, t->step, t->epoch + 1);
     print_epoch(t, err, loss);
     if (end == NDL_EPOCH_STOPPED) break;
     if (cfg->checkpoint_dir) {
@@ -120,6 +121,7 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
       if (s != NDL_OK) return fail_training(t, s);
     }
   }
+  ndl_watchdog_phase(t->wd, NDL_PHASE_OUTPUT, t->step, t->epoch);
   if (cfg->save && t->rank == 0 && ndl_weights_save(cfg->save, &t->env) != NDL_OK) code = report(EXIT_STATE, NULL);
   return agree_exit(t->dist, code); /* every rank ends with rank 0's --save outcome */
 }
@@ -150,6 +152,8 @@ int main(int argc, char **argv) {
   if (ndl_dist_init(&dist, cfg.timeout) != NDL_OK) return report(EXIT_DIST, NULL);
   g_dist = dist;
   ndl_threads_configure(cfg.threads, ndl_dist_local_size(dist));
+  ndl_watchdog *wd = NULL; /* a stall anywhere from here on ends the run with exit 5 */
+  if (ndl_watchdog_start(&wd, dist, cfg.timeout) != NDL_OK) return report(1, NULL);
   int code = 0;
   ndl_trainer t;
   if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 &&
@@ -157,6 +161,7 @@ int main(int argc, char **argv) {
     code = report(EXIT_STATE, "--checkpoint-dir");
   ndl_status s = code ? NDL_OK : ndl_trainer_init(&t, &cfg, dist, 1);
   if (code) memset(&t, 0, sizeof t);
+  t.wd = wd;
   if (!code && s != NDL_OK)
     code = report(s == NDL_ERR_IO || s == NDL_ERR_FORMAT ? EXIT_DATA : s == NDL_ERR_DIST ? EXIT_DIST : 1, NULL);
   if (!code && cfg.load && ndl_weights_load(cfg.load, &t.env) != NDL_OK) code = report(EXIT_STATE, "--load");
@@ -172,6 +177,7 @@ int main(int argc, char **argv) {
   }
   if (!code) code = run(&t, &cfg);
   if (t.log) fclose(t.log);
+  ndl_watchdog_stop(wd);
   ndl_trainer_free(&t);
   ndl_dist_free(dist);
   return code;

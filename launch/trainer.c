@@ -172,15 +172,18 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   t->env.row_offset = b->local_offset;
   ndl_optim_zero_grad(t->opt);
   if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
+  ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1);
   ndl_tensor *logits = ndl_module_forward(t->model, ctx, &x);
   ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, b->labels, b->global_count);
   /* the penalty once per global step: on rank 0 only, since losses and gradients are summed over ranks */
   if (loss && t->cfg.reg > 0 && t->rank == 0)
     loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
+  ndl_watchdog_phase(t->wd, NDL_PHASE_BACKWARD, t->step + 1, t->epoch + 1);
   if (!loss || ndl_graph_backward(ctx, loss, NULL) != NDL_OK) return ctx->status;
   /* rank-local loss (local sum / global count) and error count, summed across ranks */
   float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
   ndl_status st;
+  ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
   if (t->world > 1) {
     double t0 = now_s();
     st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
@@ -193,6 +196,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
     return ndl_errorf(NDL_ERR_NUMERIC, "loss became %s at step %lld (epoch %lld, batch %lld)",
                       isnan(lv) ? "NaN" : "Inf", (long long)t->step + 1, (long long)t->epoch + 1,
                       (long long)b->index + 1);
+  ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
   ndl_optim_step(t->opt);
   t->step++;
   t->cur.loss_sum += (double)lv * (double)b->global_count;
@@ -223,6 +227,7 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
   int r = 0;
   /* --max-steps is checked before taking a batch, so a run resumed at or past it takes no step */
   while (!(t->cfg.max_steps && t->step >= t->cfg.max_steps) &&
+         (ndl_watchdog_phase(t->wd, NDL_PHASE_DATA, t->step + 1, t->epoch + 1), 1) &&
          (r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
     if ((st = train_step(t, &b)) != NDL_OK) break;
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
@@ -245,6 +250,7 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
   t->env.global_rows = 0;
   t->env.row_offset = 0;
   ndl_loader_slice(ds->n, t->rank, t->world, &first, &count); /* this rank's share, no duplicates */
+  ndl_watchdog_phase(t->wd, NDL_PHASE_EVAL, t->step, t->epoch + 1);
   for (int64_t start = first; start < first + count && st == NDL_OK; start += bs) {
     int64_t n = first + count - start < bs ? first + count - start : bs, shape[2] = {n, dim};
     ndl_tensor x;
@@ -258,6 +264,7 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
     sums[0] += (double)ndl_tensor_ptr(l)[0] * (double)n;
     sums[1] += (double)count_errors(logits, ds->labels + start);
     ndl_ctx_reset(t->ctx);
+    ndl_watchdog_beat(t->wd); /* a big test set is many batches, each one progress */
   }
   ndl_ctx_set_grad(t->ctx, old);
   ndl_module_train(t->model, 1);

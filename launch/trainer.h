@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/dist.h"
+#include "dist/step_watchdog.h"
 #include "launch/config.h"
 #include "nn/module.h"
 #include "optim/optim.h"
@@ -42,6 +43,7 @@ typedef struct ndl_trainer {
   int in_epoch;          /* 1 between an epoch's start and its end */
   ndl_epoch_metrics cur; /* the current epoch's training sums */
   FILE *log;             /* --log, or NULL */
+  ndl_watchdog *wd;      /* borrowed step watchdog (phases, heartbeats), or NULL */
 } ndl_trainer;
 
 /* Why a call stopped: finished the epoch, or hit --max-steps. */

@@ -3,7 +3,7 @@
 # Usage: scripts/install_deps.sh [extra-package ...]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libgtest-dev zlib1g-dev libopenblas-dev
-      dataset-fashion-mnist python3
+      dataset-fashion-mnist python3 iproute2
       clang libclang-rt-14-dev llvm-14  # tests/fuzz: clang, libFuzzer + sanitizer runtimes, llvm-symbolizer
       "$@")
 missing=()
