@@ -90,7 +90,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     for (int64_t j = 0; j < d; j++) {
       double mean = acc[j] / count, var = acc[d + j] / count - mean * mean;
       s->mean[j] = (float)mean;
-      s->var[j] = (float)(var > 0.0 ? var : 0.0);
+      s->var[j] = (float)(var < 0.0 ? 0.0 : var); /* clamps rounding below 0; NaN stays NaN */
     }
   } else { /* two passes over the local rows */
     column_sums(x, n, d, NULL, acc);
@@ -137,8 +137,8 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
   for (int64_t i = 0; i < n; i++) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
-    float m = zr[0];
-    for (int64_t j = 1; j < c; j++) m = zr[j] > m ? zr[j] : m;
+    float m = zr[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
+    for (int64_t j = 1; j < c; j++) m = zr[j] > m || zr[j] != zr[j] ? zr[j] : m;
     double sum = 0.0;
     for (int64_t j = 0; j < c; j++) {
       pr[j] = expf(zr[j] - m);
