@@ -11,7 +11,13 @@
 #include <cstdlib>
 #include <vector>
 
+#include <cblas.h>
+
+#include "core/autograd.h"
+#include "core/nn_ops.h"
+#include "core/ops.h"
 #include "core/threadpool.h"
+#include "test_util.h"
 
 namespace {
 
@@ -113,6 +119,37 @@ TEST_F(ThreadPool, StartStopStress) {
         std::exit(ok ? 0 : 3);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+// The pool's real users: a GEMM big enough to be split into row blocks, and Linear's backward running
+// its two products on two threads, give bitwise the results of one thread (and, under TSan, no race).
+TEST_F(ThreadPool, ParallelGemmAndLinearBackwardMatchOneThread) {
+  openblas_set_num_threads(1);  // as ndl_threads_configure: OpenBLAS's own threads stay off
+  std::vector<float> ref_y, ref_dx, ref_dw;
+  for (int n : {1, 2}) {
+    ndl_threadpool_set_threads(n);
+    int64_t live = ndl_alloc_live_count();
+    ndl_ctx *ctx = ndl_ctx_new();
+    ndl_tensor *x = uniform(ctx, {64, 256}, -1, 1, 1), *w = uniform(ctx, {256, 256}, -1, 1, 2);
+    ndl_tensor *b = uniform(ctx, {256}, -1, 1, 3);
+    for (ndl_tensor *t : {x, w, b}) ndl_tensor_set_requires_grad(t, 1);
+    ndl_tensor *y = ndl_matmul(ctx, x, w);  // 2*64*256*256 = 8.4 MFLOP: split into row blocks
+    ndl_tensor *z = ndl_linear(ctx, x, w, b);
+    ASSERT_NE(z, nullptr) << ndl_last_error();
+    ASSERT_EQ(ndl_graph_backward(ctx, ndl_sum(ctx, ndl_add(ctx, y, z), nullptr, 0), nullptr), NDL_OK)
+        << ndl_last_error();
+    if (n == 1) {
+      ref_y = tensor_values(y);
+      ref_dx = tensor_values(x->grad);
+      ref_dw = tensor_values(w->grad);
+    } else {
+      EXPECT_EQ(tensor_values(y), ref_y);
+      EXPECT_EQ(tensor_values(x->grad), ref_dx);
+      EXPECT_EQ(tensor_values(w->grad), ref_dw);
+    }
+    ndl_ctx_free(ctx);
+    EXPECT_EQ(ndl_alloc_live_count(), live);
+  }
 }
 
 }  // namespace
