@@ -95,7 +95,9 @@ NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, 
     case NDL_OP_NEG: for (i = 0; i < n; i++) out[i] = -a[i]; break;
     case NDL_OP_LOG: for (i = 0; i < n; i++) out[i] = logf(a[i]); break;
     case NDL_OP_EXP: for (i = 0; i < n; i++) out[i] = expf(a[i]); break;
-    case NDL_OP_RELU: for (i = 0; i < n; i++) out[i] = !(a[i] <= 0.0f) ? a[i] : 0.0f; break; /* NaN stays NaN */
+    case NDL_OP_RELU: /* !(a <= 0): NaN stays NaN */
+      for (i = 0; i < n; i++) out[i] = !(a[i] <= 0.0f) ? a[i] : 0.0f;
+      break;
     case NDL_OP_TANH: for (i = 0; i < n; i++) out[i] = tanhf(a[i]); break;
     default: NDL_ABORT("cpu unary: op %s is not unary", ndl_op_name(op));
   }
