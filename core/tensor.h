@@ -52,16 +52,16 @@ struct ndl_tensor {
   ndl_op op;              /* NDL_OP_NONE for a leaf */
   ndl_tensor *src[NDL_MAX_SRC]; /* inputs (borrowed) */
   float scalar;           /* scalar operand of *_SCALAR ops */
-  int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
   int naxes;
+  int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
   void *aux;              /* fused ops: saved forward state in the step arena */
   uint8_t requires_grad;
+  uint32_t mark;          /* backward traversal stamp */
   ndl_tensor *grad;       /* leaves: accumulated gradient (a view into a flat buffer for parameters) */
   /* set by backward when it allocates .grad in the step arena: that tensor and the ctx epoch */
   const ndl_tensor *arena_grad;
   uint64_t grad_epoch;
   ndl_tensor *adj;        /* backward scratch; NULL outside ndl_graph_* */
-  uint32_t mark;          /* backward traversal stamp */
   const char *name;       /* optional, borrowed */
 };
 
