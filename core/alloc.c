@@ -81,6 +81,7 @@ static ndl_arena_chunk *chunk_new(size_t size) {
 }
 
 void *ndl_arena_alloc(ndl_arena *a, size_t bytes) {
+  if (bytes > ((size_t)1 << 48)) return NULL; /* ndl_malloc's cap; keeps the sums below from wrapping */
   size_t need = (bytes + NDL_ALIGN - 1) / NDL_ALIGN * NDL_ALIGN;
   if (need == 0) need = NDL_ALIGN;
   if (!a->head || a->head->used + need > a->head->size) {

@@ -54,7 +54,11 @@ static ndl_status topo_order(ndl_ctx *ctx, ndl_tensor *out, node_list *order) {
 
 float *ndl_grad_sink(ndl_ctx *ctx, ndl_tensor *t) {
   if (!ctx->backward_to_leaves || t->op != NDL_OP_NONE || !t->requires_grad) return NULL;
-  if (!t->grad) t->grad = ndl_tensor_zeros(ctx, t->ndim, t->shape);
+  if (!t->grad) {
+    t->grad = ndl_tensor_zeros(ctx, t->ndim, t->shape);
+    t->arena_grad = t->grad;
+    t->grad_epoch = ctx->epoch;
+  }
   if (!t->grad || !ndl_tensor_is_contiguous(t->grad)) return NULL;
   return ndl_tensor_ptr(t->grad);
 }
@@ -176,6 +180,21 @@ static void backprop_node(ndl_ctx *ctx, ndl_tensor *node) {
   add_adjoint(ctx, b, gb);
 }
 
+/* A leaf's .grad that backward allocated in the step arena before the last ndl_ctx_reset (or in
+ * another context) is released memory: refuse rather than accumulate into it. */
+static ndl_status check_leaf_grads(ndl_ctx *ctx, const node_list *order) {
+  for (int i = 0; i < order->count; i++) {
+    const ndl_tensor *t = order->items[i];
+    if (t->op != NDL_OP_NONE || !t->grad || t->grad != t->arena_grad || t->grad_epoch == ctx->epoch) continue;
+    char sa[128];
+    return ndl_ctx_fail(ctx, NDL_ERR_ARG,
+                        "backward: leaf %s%s holds a step-arena gradient released by ndl_ctx_reset; "
+                        "set its .grad to NULL (or to caller-owned storage) first",
+                        t->name ? t->name : "tensor", ndl_shape_format(t->ndim, t->shape, sa, sizeof sa));
+  }
+  return NDL_OK;
+}
+
 /* Fill adjoints of every node reachable from out; the order is returned for the callers. */
 static ndl_status run_backward(ndl_ctx *ctx, ndl_tensor *out, ndl_tensor *out_grad, int create_graph,
                                node_list *order) {
@@ -189,6 +208,7 @@ static ndl_status run_backward(ndl_ctx *ctx, ndl_tensor *out, ndl_tensor *out_gr
   }
   if (!out->requires_grad) return NDL_OK;
   if (topo_order(ctx, out, order) != NDL_OK) return ctx->status;
+  if (ctx->backward_to_leaves && check_leaf_grads(ctx, order) != NDL_OK) return ctx->status;
   int old = ndl_ctx_set_grad(ctx, create_graph);
   out->adj = out_grad ? out_grad : ndl_tensor_full(ctx, out->ndim, out->shape, 1.0f);
   for (int i = order->count - 1; i >= 0 && ctx->status == NDL_OK; i--) {
@@ -213,6 +233,8 @@ ndl_status ndl_graph_backward(ndl_ctx *ctx, ndl_tensor *out, ndl_tensor *out_gra
     if (t->op != NDL_OP_NONE || !t->adj) continue;
     if (!t->grad) {
       t->grad = ndl_tensor_zeros(ctx, t->ndim, t->shape);
+      t->arena_grad = t->grad;
+      t->grad_epoch = ctx->epoch;
       if (!t->grad) st = ctx->status;
     }
     if (t->grad) ndl_tensor_accumulate(t->grad, t->adj);

@@ -27,7 +27,8 @@ ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_
                                 int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,
                                 float *mean_out, float *var_out);
 
-/* Per-row layer norm of x[N,D] with weight/bias [D]. */
+/* Per-row layer norm of x[N,D] with weight/bias [D]. In both norms a NULL weight reads as 1 and a
+ * NULL bias as 0 (PyTorch's affine=False). */
 ndl_tensor *ndl_layernorm(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps);
 
 /* sum_i (logsumexp(z_i) - z_i[labels_i]) / denom over rows of logits[N,C]; a 0-d tensor. */

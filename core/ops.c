@@ -21,6 +21,7 @@ ndl_tensor *ndl_op_record(ndl_ctx *ctx, ndl_tensor *t) {
   for (int i = 0; i < NDL_MAX_SRC; i++) any |= t->src[i] && t->src[i]->requires_grad;
   int needs = ctx->grad_enabled && differentiable(t->op) && any;
   t->grad = t->adj = NULL;
+  t->arena_grad = NULL;
   t->name = NULL;
   t->requires_grad = (uint8_t)needs;
   if (!needs) {
@@ -221,8 +222,7 @@ ndl_tensor *ndl_reshape(ndl_ctx *ctx, ndl_tensor *a, int ndim, const int64_t *sh
   for (int i = 0; i < ndim; i++) {
     shape[i] = shape_in[i];
     if (shape[i] == -1 && infer < 0) infer = i;
-    else if (shape[i] < 0) infer = -2;
-    else known *= shape[i];
+    else if (shape[i] < 0 || __builtin_mul_overflow(known, shape[i], &known)) infer = -2;
   }
   int64_t n = ndl_tensor_numel(a);
   if (infer >= 0 && known > 0 && n % known == 0) shape[infer] = n / known;

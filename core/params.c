@@ -10,6 +10,7 @@ void ndl_params_init(ndl_params *p, int trainable) {
 }
 
 static int grow(ndl_params *p, int64_t need) {
+  if (need < 0 || need > NDL_MAX_NUMEL) return 0; /* also keeps cap *= 2 and the byte sizes from wrapping */
   if (need > p->capacity) {
     int64_t cap = p->capacity ? p->capacity : 1024;
     while (cap < need) cap *= 2;
@@ -42,6 +43,12 @@ static int grow(ndl_params *p, int64_t need) {
 ndl_tensor *ndl_params_add(ndl_params *p, const char *name, int ndim, const int64_t *shape) {
   int64_t n = ndl_shape_numel(ndim, shape);
   size_t name_len = strlen(name) + 1;
+  if (n < 0 || n > NDL_MAX_NUMEL) {
+    char buf[128];
+    ndl_errorf(NDL_ERR_NOMEM, "parameter %s: shape %s has too many elements", name,
+               ndl_shape_format(ndim, shape, buf, sizeof buf));
+    return NULL;
+  }
   if (!grow(p, p->numel + n)) {
     ndl_errorf(NDL_ERR_NOMEM, "out of memory registering parameter %s", name);
     return NULL;

@@ -6,7 +6,7 @@
 #define NDL_SIMD_H
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(__CUDACC__)
+    !defined(__SANITIZE_THREAD__) && !defined(__CUDACC__)
 #define NDL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NDL_SIMD_CLONES

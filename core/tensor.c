@@ -3,6 +3,7 @@
 #include "core/tensor.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,12 +21,15 @@ const char *ndl_op_name(ndl_op op) {
   return op_names[op];
 }
 
+static atomic_ullong epochs; /* source of unique ndl_ctx.epoch values */
+
 ndl_ctx *ndl_ctx_new(void) {
   ndl_ctx *ctx = ndl_malloc(sizeof *ctx);
   if (!ctx) return NULL;
   memset(ctx, 0, sizeof *ctx);
   ndl_arena_init(&ctx->arena, (size_t)1 << 20);
   ctx->grad_enabled = 1;
+  ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
   return ctx;
 }
 
@@ -38,6 +42,7 @@ void ndl_ctx_free(ndl_ctx *ctx) {
 void ndl_ctx_reset(ndl_ctx *ctx) {
   ndl_arena_reset(&ctx->arena);
   ctx->status = NDL_OK;
+  ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
 }
 
 int ndl_ctx_set_grad(ndl_ctx *ctx, int enabled) {
@@ -65,7 +70,8 @@ void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes) {
 
 int64_t ndl_shape_numel(int ndim, const int64_t *shape) {
   int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n)) return -1;
   return n;
 }
 
@@ -122,6 +128,11 @@ ndl_tensor *ndl_tensor_empty(ndl_ctx *ctx, int ndim, const int64_t *shape) {
       return NULL;
     }
   int64_t n = ndl_shape_numel(ndim, shape);
+  if (n < 0 || n > NDL_MAX_NUMEL) {
+    ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "tensor: shape %s has too many elements (at most %lld)",
+                 ndl_shape_format(ndim, shape, buf, sizeof buf), (long long)NDL_MAX_NUMEL);
+    return NULL;
+  }
   size_t head = (sizeof(ndl_tensor) + NDL_ALIGN - 1) / NDL_ALIGN * NDL_ALIGN;
   unsigned char *mem = ndl_ctx_alloc(ctx, head + (size_t)n * sizeof(float));
   if (!mem) return NULL;
@@ -172,6 +183,7 @@ ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t) {
   d->aux = NULL;
   d->requires_grad = 0;
   d->grad = d->adj = NULL;
+  d->arena_grad = NULL;
   return d;
 }
 

@@ -52,13 +52,16 @@ struct ndl_tensor {
   ndl_op op;              /* NDL_OP_NONE for a leaf */
   ndl_tensor *src[NDL_MAX_SRC]; /* inputs (borrowed) */
   float scalar;           /* scalar operand of *_SCALAR ops */
-  int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
   int naxes;
+  int64_t iparams[2 * NDL_MAX_DIMS]; /* axes (sum/max/logsumexp/permute) or start,step (slice) */
   void *aux;              /* fused ops: saved forward state in the step arena */
   uint8_t requires_grad;
-  ndl_tensor *grad;       /* leaves: accumulated gradient (a view into a flat buffer for parameters) */
-  ndl_tensor *adj;        /* backward scratch; NULL outside ndl_graph_* */
   uint32_t mark;          /* backward traversal stamp */
+  ndl_tensor *grad;       /* leaves: accumulated gradient (a view into a flat buffer for parameters) */
+  /* set by backward when it allocates .grad in the step arena: that tensor and the ctx epoch */
+  const ndl_tensor *arena_grad;
+  uint64_t grad_epoch;
+  ndl_tensor *adj;        /* backward scratch; NULL outside ndl_graph_* */
   const char *name;       /* optional, borrowed */
 };
 
@@ -69,12 +72,16 @@ typedef struct ndl_ctx {
   uint32_t mark;
   int backward_to_leaves; /* set while ndl_graph_backward runs: leaf grads take contributions directly */
   ndl_status status; /* first error since the last reset; ops on a failed context return NULL */
+  uint64_t epoch;    /* unique per context and reset: tells a live step-arena gradient from a released one */
 } ndl_ctx;
 
 /* Create a context with a step arena (grad mode on). Owned; free with ndl_ctx_free. */
 ndl_ctx *ndl_ctx_new(void);
 void ndl_ctx_free(ndl_ctx *ctx);
-/* Release every node and temporary of the step and clear the sticky status. */
+/* Release every node and temporary of the step and clear the sticky status. A caller-owned leaf
+ * (not in the arena, no .grad of its own) whose gradient backward allocated in the arena keeps a
+ * dangling .grad after this: do not read it; the next ndl_graph_backward reaching that leaf refuses
+ * (NDL_ERR_ARG) until the caller sets .grad = NULL or points it at storage of its own. */
 void ndl_ctx_reset(ndl_ctx *ctx);
 /* Turn graph recording on/off; returns the previous setting. */
 int ndl_ctx_set_grad(ndl_ctx *ctx, int enabled);
@@ -88,7 +95,11 @@ ndl_status ndl_ctx_fail(ndl_ctx *ctx, ndl_status s, const char *fmt, ...)
 void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes);
 
 /* ---- shapes ---- */
+/* Product of the dims, or -1 when it overflows int64 (or a dim is negative): never wraps. */
 int64_t ndl_shape_numel(int ndim, const int64_t *shape);
+/* Largest element count of one tensor: its bytes (plus a header) must stay far inside size_t and
+ * ndl_malloc's limit, so size arithmetic on a checked count cannot wrap. */
+#define NDL_MAX_NUMEL ((int64_t)1 << 44)
 /* "[2,3,4]" into buf (always terminated); returns buf. */
 char *ndl_shape_format(int ndim, const int64_t *shape, char *buf, int buflen);
 int ndl_shape_equal(const ndl_tensor *a, const ndl_tensor *b);

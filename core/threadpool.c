@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -31,6 +32,8 @@ static struct {
   atomic_int stop;
 } pool = {.nthreads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
+static atomic_int start_delay_ms; /* test hook: see ndl_threadpool_test_delay_start */
+
 static _Thread_local int in_task; /* set while this thread runs tasks: nested loops run inline */
 
 static void run_tasks(void) {
@@ -44,6 +47,8 @@ static void run_tasks(void) {
  * miss a job that ndl_parallel_for posted before this thread first ran, and the caller would wait
  * for it forever. */
 static void *worker_main(void *arg) {
+  int delay = atomic_load(&start_delay_ms);
+  if (delay > 0) nanosleep(&(struct timespec){delay / 1000, (long)(delay % 1000) * 1000000L}, NULL);
   int seen = (int)(intptr_t)arg;
   for (;;) {
     int spins = 0;
@@ -84,6 +89,8 @@ void ndl_threadpool_set_threads(int n) {
     pool.nthreads = i + 1;
   }
 }
+
+void ndl_threadpool_test_delay_start(int ms) { atomic_store(&start_delay_ms, ms > 0 ? ms : 0); }
 
 int ndl_threadpool_threads(void) { return pool.nthreads; }
 

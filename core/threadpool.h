@@ -19,6 +19,9 @@ int ndl_threadpool_threads(void);
 int ndl_flush_denormals(void);
 /* Run fn(arg, i) for i in [0, ntasks) across the pool; returns when all are done. */
 void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void *arg);
+/* Test hook: workers created from now on sleep ms milliseconds before their first instruction (so a
+ * job can be posted before they run); 0 turns it off. */
+void ndl_threadpool_test_delay_start(int ms);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: install dependencies, build needle-c, and run the whole test suite under ctest, then the
-# same suite again in an AddressSanitizer + UndefinedBehaviorSanitizer build, then the fuzz stage
-# (clang + libFuzzer, tests/fuzz; NDL_TEST_FUZZ=0 skips it). GPU tests (label gpu) run only when
+# tests of threaded code (label tsan) in a ThreadSanitizer build, then the whole suite again in an
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then the fuzz stage (clang + libFuzzer,
+# tests/fuzz; NDL_TEST_FUZZ=0 skips it). GPU tests (label gpu) run only when
 # NDL_TEST_GPU=1. Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ run_suite() {  # build dir, extra cmake args...
 }
 run_suite build
 if [ "${1:-}" != "--no-sanitize" ]; then
+  # ThreadSanitizer: only the binaries with tsan-labelled tests (target tsan_tests); a report fails.
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DNDL_SANITIZE=thread >/dev/null
+  cmake --build build-tsan -j"$jobs" --target tsan_tests
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+     ctest --output-on-failure -j"$jobs" -L tsan)
   ASAN_OPTIONS=detect_leaks=1 run_suite build-asan -DNDL_SANITIZE=ON
 fi
 # Fuzzing (tests/fuzz, label fuzz): a clang build with libFuzzer, ASan and UBSan; replays the seed

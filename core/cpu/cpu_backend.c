@@ -89,15 +89,17 @@ static void gemm_part(void *arg, int64_t part) {
 
 ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta) {
   int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+  if (m == 0 || n == 0) return NDL_OK;
+  if (k == 0) { /* BLAS semantics: C = beta * C, and beta = 0 overwrites C (no 0 * garbage) */
+    if (beta == 0.0f) memset(c, 0, (size_t)(m * n) * sizeof(float));
+    else if (beta != 1.0f)
+      for (int64_t i = 0; i < m * n; i++) c[i] *= beta;
+    return NDL_OK;
+  }
   enum CBLAS_TRANSPOSE ta, tb;
   int lda, ldb;
   const float *pa = gemm_operand(ctx, a, &ta, &lda), *pb = gemm_operand(ctx, b, &tb, &ldb);
   if (!pa || !pb) return ctx->status;
-  if (m == 0 || n == 0) return NDL_OK;
-  if (k == 0) {
-    for (int64_t i = 0; i < m * n; i++) c[i] *= beta;
-    return NDL_OK;
-  }
   gemm_job job = {ta, tb, m, n, k, pa, lda, pb, ldb, beta, c, 1};
   if (m >= 16 * NDL_GEMM_BLOCKS && 2.0 * (double)m * n * k >= NDL_GEMM_SPLIT_FLOPS) {
     job.parts = NDL_GEMM_BLOCKS;

@@ -64,7 +64,9 @@ NDL_SIMD_CLONES void ndl_cpu_binary(ndl_op op, const float *restrict a, const fl
     case NDL_OP_MUL: for (i = 0; i < n; i++) out[i] = a[i] * b[i]; break;
     case NDL_OP_DIV: for (i = 0; i < n; i++) out[i] = a[i] / b[i]; break;
     case NDL_OP_POW: for (i = 0; i < n; i++) out[i] = powf(a[i], b[i]); break;
-    case NDL_OP_MAXIMUM: for (i = 0; i < n; i++) out[i] = a[i] >= b[i] ? a[i] : b[i]; break;
+    case NDL_OP_MAXIMUM: /* NaN in either input gives NaN (numpy); one blend per element */
+      for (i = 0; i < n; i++) out[i] = a[i] >= b[i] || a[i] != a[i] ? a[i] : b[i];
+      break;
     case NDL_OP_EQ: for (i = 0; i < n; i++) out[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
     case NDL_OP_GT: for (i = 0; i < n; i++) out[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
     case NDL_OP_GE: for (i = 0; i < n; i++) out[i] = a[i] >= b[i] ? 1.0f : 0.0f; break;
@@ -93,10 +95,19 @@ NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, 
     case NDL_OP_NEG: for (i = 0; i < n; i++) out[i] = -a[i]; break;
     case NDL_OP_LOG: for (i = 0; i < n; i++) out[i] = logf(a[i]); break;
     case NDL_OP_EXP: for (i = 0; i < n; i++) out[i] = expf(a[i]); break;
-    case NDL_OP_RELU: for (i = 0; i < n; i++) out[i] = a[i] > 0.0f ? a[i] : 0.0f; break;
+    case NDL_OP_RELU: /* !(a <= 0): NaN stays NaN */
+      for (i = 0; i < n; i++) out[i] = !(a[i] <= 0.0f) ? a[i] : 0.0f;
+      break;
     case NDL_OP_TANH: for (i = 0; i < n; i++) out[i] = tanhf(a[i]); break;
     default: NDL_ABORT("cpu unary: op %s is not unary", ndl_op_name(op));
   }
+}
+
+/* Largest of x[0..n) (n >= 1), NaN when any element is NaN (numpy's max; a plain `x > m` skips NaN). */
+static inline float max_nan(const float *x, int64_t n) {
+  float m = x[0];
+  for (int64_t j = 1; j < n; j++) m = x[j] > m || x[j] != x[j] ? x[j] : m;
+  return m;
 }
 
 void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64_t inner) {
@@ -109,17 +120,13 @@ void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64
         out[o] = (float)s;
         break;
       }
-      case NDL_OP_MAX: {
-        float m = inner ? x[0] : -INFINITY;
-        for (int64_t j = 1; j < inner; j++) m = x[j] > m ? x[j] : m;
-        out[o] = m;
+      case NDL_OP_MAX:
+        out[o] = inner ? max_nan(x, inner) : -INFINITY;
         break;
-      }
       case NDL_OP_LOGSUMEXP: {
-        float m = inner ? x[0] : -INFINITY;
-        for (int64_t j = 1; j < inner; j++) m = x[j] > m ? x[j] : m;
-        if (isinf(m)) {
-          out[o] = m; /* all -inf, or +inf present */
+        float m = inner ? max_nan(x, inner) : -INFINITY;
+        if (isinf(m) || m != m) {
+          out[o] = m; /* all -inf, +inf present, or NaN present */
           break;
         }
         double s = 0.0;

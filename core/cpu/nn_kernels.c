@@ -59,6 +59,14 @@ NDL_SIMD_CLONES static void bn_apply(const float *restrict x, int64_t n, int64_t
     }
 }
 
+/* A norm's weight or bias as d contiguous floats; NULL (affine off) reads as d copies of fill. */
+static const float *norm_param(ndl_ctx *ctx, const ndl_tensor *p, int64_t d, float fill) {
+  if (p) return ndl_cpu_contiguous(ctx, p);
+  float *v = ndl_ctx_alloc(ctx, (size_t)d * sizeof(float));
+  for (int64_t j = 0; v && j < d; j++) v[j] = fill;
+  return v;
+}
+
 static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, double *buf, int64_t n) {
   ndl_status st = s->allreduce(s->handle, buf, n);
   if (st != NDL_OK) return ndl_ctx_fail(ctx, st, "batchnorm: all-reduce failed: %s", ndl_last_error());
@@ -80,7 +88,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   ndl_norm_state *s = node->aux;
   int64_t n = node->shape[0], d = node->shape[1];
   const float *x = ndl_cpu_contiguous(ctx, node->src[0]);
-  const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
+  const float *w = norm_param(ctx, node->src[1], d, 1.0f), *b = norm_param(ctx, node->src[2], d, 0.0f);
   double *acc = ndl_ctx_alloc(ctx, (size_t)(2 * d) * sizeof(double));
   if (!x || !w || !b || !acc) return ctx->status;
   double count = (double)s->count;
@@ -90,7 +98,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     for (int64_t j = 0; j < d; j++) {
       double mean = acc[j] / count, var = acc[d + j] / count - mean * mean;
       s->mean[j] = (float)mean;
-      s->var[j] = (float)(var > 0.0 ? var : 0.0);
+      s->var[j] = (float)(var < 0.0 ? 0.0 : var); /* clamps rounding below 0; NaN stays NaN */
     }
   } else { /* two passes over the local rows */
     column_sums(x, n, d, NULL, acc);
@@ -107,7 +115,7 @@ static ndl_status layernorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   ndl_norm_state *s = node->aux;
   int64_t n = node->shape[0], d = node->shape[1];
   const float *x = ndl_cpu_contiguous(ctx, node->src[0]);
-  const float *w = ndl_cpu_contiguous(ctx, node->src[1]), *b = ndl_cpu_contiguous(ctx, node->src[2]);
+  const float *w = norm_param(ctx, node->src[1], d, 1.0f), *b = norm_param(ctx, node->src[2], d, 0.0f);
   if (!x || !w || !b) return ctx->status;
   float *y = ndl_tensor_ptr(node);
   for (int64_t i = 0; i < n; i++) {
@@ -137,8 +145,8 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
   for (int64_t i = 0; i < n; i++) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
-    float m = zr[0];
-    for (int64_t j = 1; j < c; j++) m = zr[j] > m ? zr[j] : m;
+    float m = zr[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
+    for (int64_t j = 1; j < c; j++) m = zr[j] > m || zr[j] != zr[j] ? zr[j] : m;
     double sum = 0.0;
     for (int64_t j = 0; j < c; j++) {
       pr[j] = expf(zr[j] - m);
@@ -262,7 +270,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
   ndl_norm_state *s = node->aux;
   int batch = node->op == NDL_OP_BATCHNORM;
   int64_t n = node->shape[0], d = node->shape[1], ns = batch ? d : n;
-  const float *w = ndl_cpu_contiguous(ctx, node->src[1]);
+  const float *w = norm_param(ctx, node->src[1], d, 1.0f);
   int fw, fb, fx;
   float *dw = grad_target(ctx, node->src[1], grads, 1, &fw), *db = grad_target(ctx, node->src[2], grads, 2, &fb);
   int need_dx = node->src[0]->requires_grad;
