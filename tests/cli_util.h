@@ -50,9 +50,10 @@ inline void write_file(const std::string &path, const std::string &bytes, bool g
   }
 }
 
-// Class c lights a 5x5 patch at a class-specific place; noise elsewhere.
+// Class c lights a 5x5 patch at a class-specific place; noise 0..noise-1 elsewhere (70 by default;
+// 255 gives full-range pixels).
 inline void make_split(const std::string &dir, const std::string &split, int n, unsigned seed, bool gzip = true,
-                       int label_offset = 0) {
+                       int label_offset = 0, unsigned noise = 70) {
   std::mt19937 gen(seed);
   std::string img, lab;
   put_be32(img, 2051);
@@ -64,7 +65,7 @@ inline void make_split(const std::string &dir, const std::string &split, int n, 
   for (int i = 0; i < n; i++) {
     int c = (int)(gen() % 10);
     unsigned char px[28 * 28];
-    for (auto &p : px) p = (unsigned char)(gen() % 70);
+    for (auto &p : px) p = (unsigned char)(gen() % noise);
     int r0 = (c / 5) * 12 + 3 + (int)(gen() % 3), c0 = (c % 5) * 5 + 1;
     for (int r = r0; r < r0 + 5; r++)
       for (int k = c0; k < c0 + 5 && k < 28; k++) px[r * 28 + k] = (unsigned char)(200 + gen() % 55);
