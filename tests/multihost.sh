@@ -70,9 +70,9 @@ EOF
 chmod +x "$work/agent"
 
 # data: pseudo-random pixels (0..69, like tests/cli_util.h's noise) and labels from awk's seeded
-# generator, the same files for both runs. (Full-range 0..254 noise drifts apart by 4e-3 at step 6
-# with the default run, under mpirun on one machine too, and stays within 7e-7 with --drop-prob 0:
-# a dropout effect, not a multi-host one; reported.)
+# generator, the same files for both runs. (With full-range 0..254 noise the default Adam run on 3
+# ranks drifts by 4e-3 at step 6, on one machine too: reassociation amplified by Adam near g = 0, as
+# one process does when only the BLAS kernel changes; README "Distributed training".)
 be32() { printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))"
   printf "\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"; }
 bytes() { # count seed range: bytes 0..range-1
