@@ -92,7 +92,8 @@ static void describe_choice(const char *running, char *buf, size_t len) {
   const char *colon = marker ? strchr(marker, ':') : NULL;
   const char *best = ndl_blas_best_core();
   if (user && colon && !strcasecmp(colon + 1, user)) {
-    snprintf(buf, len, "chosen by needle-c for this CPU; OpenBLAS detected %.*s", (int)(colon - marker), marker);
+    snprintf(buf, len, "chosen by needle-c for this CPU; OpenBLAS detected %.*s", (int)(colon - marker),
+             marker);
   } else if (user) {
     snprintf(buf, len, "OPENBLAS_CORETYPE=%s set by the user", user);
   } else if (colon && !strcmp(colon + 1, "exec failed")) {

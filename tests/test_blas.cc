@@ -111,7 +111,8 @@ TEST(BlasSelect, BestCoreFollowsTheCpuFeatures) {
 // test_main.cc ran ndl_blas_select: unless the user set OPENBLAS_CORETYPE, this process runs on a
 // kernel at least as good as the CPU's best (on this Xeon OpenBLAS 0.3.21 alone loads Prescott).
 TEST(BlasSelect, SuiteRunsOnTheChosenKernel) {
-  const char *running = openblas_get_corename(), *user = getenv("OPENBLAS_CORETYPE"), *best = ndl_blas_best_core();
+  const char *running = openblas_get_corename(), *best = ndl_blas_best_core();
+  const char *user = getenv("OPENBLAS_CORETYPE");
   const char *marker = getenv("NDL_BLAS_AUTO");
   char line[384];
   ndl_blas_describe(line, sizeof line);
@@ -159,7 +160,8 @@ TEST(BlasSelect, SgemmMatchesANaiveLoopOnTheChosenKernel) {
           mag += std::fabs(x * y);
         }
         double ref = alpha * s + beta * c0[(size_t)i * ldc + j];
-        double tol = 4.0 * (k + 2) * 6e-8 * (std::fabs(alpha) * mag + std::fabs(beta * c0[(size_t)i * ldc + j])) + 1e-6;
+        double scale = std::fabs(alpha) * mag + std::fabs(beta * c0[(size_t)i * ldc + j]);
+        double tol = 4.0 * (k + 2) * 6e-8 * scale + 1e-6;
         ASSERT_NEAR(c[(size_t)i * ldc + j], ref, tol)
             << "kernel " << openblas_get_corename() << " m=" << m << " n=" << n << " k=" << k << " ta=" << tra
             << " tb=" << trb << " at (" << i << "," << j << ")";

@@ -23,7 +23,8 @@ namespace {
 using namespace ndl_cli;
 
 // Every variable of ours and OpenBLAS's cleared, as in a fresh shell.
-const std::string kClean = "env -u OPENBLAS_CORETYPE -u NDL_BLAS_AUTO -u NDL_BLAS_PRETEND_LOADED -u NDL_BLAS_SERIAL ";
+const std::string kClean =
+    "env -u OPENBLAS_CORETYPE -u NDL_BLAS_AUTO -u NDL_BLAS_PRETEND_LOADED -u NDL_BLAS_SERIAL ";
 
 class BlasCli : public ::testing::Test {
  protected:
