@@ -2,13 +2,15 @@
  * 3 x (100->50->100), 100->10; fused linear + relu, softmax cross-entropy, no norm/dropout) through
  * the core op set and autograd, and the same GEMMs as bare cblas_sgemm calls, printing GFLOP/s of both.
  * Usage: bench_core [steps=600] [repeats=3] [threads=1]: the graph splits its GEMMs over that many
- * threads (core/threadpool); the bare sgemm baseline is always one single-threaded call per GEMM. */
+ * threads (core/threadpool); the bare sgemm baseline is always one single-threaded call per GEMM.
+ * Runs on the OpenBLAS kernel ndl-train would use (core/blas_select) and prints its name. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "core/autograd.h"
+#include "core/blas_select.h"
 #include "core/nn_ops.h"
 #include "core/ops.h"
 #include "core/params.h"
@@ -86,6 +88,7 @@ static double run_sgemm(int steps, ndl_params *ps, const float *x) {
 }
 
 int main(int argc, char **argv) {
+  ndl_blas_select(argv); /* first: may re-execute on a faster OpenBLAS kernel */
   int steps = argc > 1 ? atoi(argv[1]) : 600, repeats = argc > 2 ? atoi(argv[2]) : 3;
   int threads = argc > 3 ? atoi(argv[3]) : 1;
   openblas_set_num_threads(1);
@@ -117,6 +120,8 @@ int main(int argc, char **argv) {
     if (s < best_sgemm) best_sgemm = s;
   }
   printf("bench_core: %d thread(s), %d steps of batch %d, %.2f GFLOP (forward + backward GEMMs)\n", threads, steps, BATCH, gflop);
+  char blas[384];
+  printf("  blas: %s\n", ndl_blas_describe(blas, sizeof blas));
   printf("  needle-c graph (ops + autograd): %.3f s  %.1f GFLOP/s\n", best_graph, gflop / best_graph);
   printf("  bare cblas_sgemm, same GEMMs:    %.3f s  %.1f GFLOP/s\n", best_sgemm, gflop / best_sgemm);
   printf("  graph / sgemm time ratio: %.2f\n", best_graph / best_sgemm);

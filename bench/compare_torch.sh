@@ -3,7 +3,8 @@
 # batch 100, Fashion-MNIST) trained by ndl-train and by the PyTorch reference (bench/torch_mlpresnet.py,
 # 1 and 2 threads), back to back on this machine. Prints each one's time per training epoch (median
 # over epochs), the speed-up over PyTorch's best thread count, the sgemm-bound floor (bench_core's
-# bare sgemm time for one epoch's GEMMs), peak RSS of both, and the test error of both.
+# bare sgemm time for one epoch's GEMMs), peak RSS of both, the test error of both, and the BLAS
+# kernel (ndl-train and bench_core choose it themselves unless OPENBLAS_CORETYPE is set).
 # Usage: bench/compare_torch.sh [epochs=10] [build-dir=build]    (needs python3-torch, python3-numpy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
 echo "run: $epochs epochs of the default model on $data"
+echo "OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE-unset}"
 
-/usr/bin/time -f %M -o "$out/ours.rss" "$build/launch/ndl-train" --data "$data" --epochs "$epochs" --quiet >"$out/ours.txt"
+/usr/bin/time -f %M -o "$out/ours.rss" "$build/launch/ndl-train" --data "$data" --epochs "$epochs" --quiet --verbose \
+  >"$out/ours.txt" 2>"$out/ours.err" || { cat "$out/ours.err" >&2; exit 1; }
+sed -n 's/^ndl-train: blas: /ndl-train BLAS: /p' "$out/ours.err"
 ours=$(awk '{for (i=1;i<=NF;i++) if ($i=="time") {sub("s","",$(i+1)); print $(i+1)}}' "$out/ours.txt" | median)
 ours_err=$(awk '{for (i=1;i<=NF;i++) if ($i=="test_err") print $(i+1)}' "$out/ours.txt" | tail -1)
 
@@ -38,7 +42,9 @@ for th in 1 2; do
     "$th" "$t" "$e" $(( $(cat "$out/torch$th.rss") / 1024 ))
   if [ -z "$best" ] || awk "BEGIN {exit !($t < $best)}"; then best=$t; fi
 done
-floor=$("$build/bench/bench_core" 600 3 1 | awk '/bare cblas_sgemm/ {print $(NF-3)}')
+"$build/bench/bench_core" 600 3 1 >"$out/bench.txt"
+floor=$(awk '/bare cblas_sgemm/ {print $(NF-3)}' "$out/bench.txt")
+sed -n 's/^  blas: /bench_core BLAS: /p' "$out/bench.txt"
 printf "needle-c:             %.3f s/epoch (median)  test_err final: %s  peak RSS %d MiB\n" \
   "$ours" "$ours_err" $(( $(cat "$out/ours.rss") / 1024 ))
 printf "speed-up over PyTorch's best thread count: %.2fx (target >= 4x)\n" "$(awk "BEGIN {print $best / $ours}")"

@@ -33,7 +33,7 @@ static const char usage[] =
     "  --device cpu|cuda      --threads N (cores / local ranks, at most 64)\n"
     "  --load FILE  --save FILE   weights (safetensors, PyTorch state_dict names)\n"
     "  --checkpoint-dir DIR  --checkpoint-every N  --resume DIR\n"
-    "  --max-steps N  --eval-only  --log FILE  --log-steps  --timeout S 60  --quiet  --help\n"
+    "  --max-steps N  --eval-only  --log FILE  --log-steps  --timeout S 60  --quiet  --verbose  --help\n"
     "exit codes: 0 ok, 2 usage, 3 data, 4 checkpoint/weights, 5 distributed, 6 NaN/Inf loss\n";
 
 const char *ndl_config_usage(void) { return usage; }
@@ -180,7 +180,7 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
 static int set_flag(ndl_train_config *c, const char *opt) {
   static const char *const flags[] = {"--nesterov", "--sync-bn", "--no-sync-bn", "--needle-compat",
                                       "--no-shuffle", "--augment", "--eval-only", "--log-steps",
-                                      "--quiet"};
+                                      "--quiet", "--verbose"};
   int k = -1;
   for (int i = 0; i < (int)(sizeof flags / sizeof flags[0]); i++)
     if (!strcmp(opt, flags[i])) k = i;
@@ -194,6 +194,7 @@ static int set_flag(ndl_train_config *c, const char *opt) {
     case 5: c->augment = 1; break;
     case 6: c->eval_only = 1; break;
     case 7: c->log_steps = 1; break;
+    case 9: c->verbose = 1; break;
     default: c->quiet = 1; break;
   }
   return 1;

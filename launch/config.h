@@ -39,6 +39,7 @@ typedef struct ndl_train_config {
   int64_t checkpoint_every; /* 0: only at epoch ends (when a checkpoint dir is set) */
   int64_t max_steps;        /* 0: no limit */
   int eval_only, log_steps, quiet;
+  int verbose; /* --verbose: startup details (the BLAS kernel) on stderr */
   double timeout;
   int classes;
 } ndl_train_config;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/blas_select.h"
 #include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
@@ -127,6 +128,7 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
 }
 
 int main(int argc, char **argv) {
+  ndl_blas_select(argv); /* first: may re-execute this program on a faster OpenBLAS kernel */
   ndl_train_config cfg;
   char err[512];
   ndl_config_defaults(&cfg);
@@ -154,6 +156,9 @@ int main(int argc, char **argv) {
   ndl_threads_configure(cfg.threads, ndl_dist_local_size(dist));
   ndl_watchdog *wd = NULL; /* a stall anywhere from here on ends the run with exit 5 */
   if (ndl_watchdog_start(&wd, dist, cfg.timeout) != NDL_OK) return report(1, NULL);
+  char blas[384];
+  if (cfg.verbose)
+    ndl_dist_log_all(ndl_dist_world(dist) > 1 ? dist : NULL, "blas: %s", ndl_blas_describe(blas, sizeof blas));
   int code = 0;
   ndl_trainer t;
   if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 &&

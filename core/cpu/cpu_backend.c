@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/blas_select.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/op_impl.h"
 #include "core/threadpool.h"
@@ -103,7 +104,11 @@ ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, 
   gemm_job job = {ta, tb, m, n, k, pa, lda, pb, ldb, beta, c, 1};
   if (m >= 16 * NDL_GEMM_BLOCKS && 2.0 * (double)m * n * k >= NDL_GEMM_SPLIT_FLOPS) {
     job.parts = NDL_GEMM_BLOCKS;
-    ndl_parallel_for(NDL_GEMM_BLOCKS, gemm_part, &job);
+    if (ndl_blas_concurrent_ok()) {
+      ndl_parallel_for(NDL_GEMM_BLOCKS, gemm_part, &job);
+    } else { /* a BLAS that is not thread-safe: the same blocks, one after the other */
+      for (int p = 0; p < NDL_GEMM_BLOCKS; p++) gemm_part(&job, p);
+    }
   } else {
     gemm_part(&job, 0);
   }

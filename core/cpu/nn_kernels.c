@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/blas_select.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/nn_ops.h"
 #include "core/op_impl.h"
@@ -215,9 +216,10 @@ static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_
   j.beta_w = fw ? 0.0f : 1.0f;
   if (j.db && fb) memset(j.db, 0, (size_t)j.out * sizeof(float));
   /* The two products run concurrently on two threads when both are needed; operands that would
-   * need a contiguous copy (step-arena allocation, single-threaded) keep it sequential. */
+   * need a contiguous copy (step-arena allocation, single-threaded), or a BLAS that is not
+   * thread-safe, keep it sequential. */
   int parallel = j.dx && j.dw && ndl_threadpool_threads() > 1 && ndl_tensor_is_contiguous(x) &&
-                 ndl_tensor_is_contiguous(w);
+                 ndl_tensor_is_contiguous(w) && ndl_blas_concurrent_ok();
   if (parallel) {
     ndl_parallel_for(2, linear_bw_task, &j);
   } else {
