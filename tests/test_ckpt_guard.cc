@@ -192,6 +192,25 @@ TEST_F(CkptGuard, CorruptFieldsExit4WithOneLine) {
   }
 }
 
+// Counters far beyond any real run but consistent with each other and the cursor (step = 20 E + 7,
+// optimizer t = step, E + 1 epochs begun, batch 7 of 20): only the upper bound on the step refuses
+// them; without it the next step's t->step++ / optimizer t++ overflow int64 (UBSan, fuzz_resume).
+TEST_F(CkptGuard, ConsistentHugeCountersAreRefused) {
+  std::string orig = make_checkpoint();
+  for (long long step : {9223372036854775807LL, 9223372036854775807LL - 20, (1LL << 62) + 3, 10000000007LL}) {
+    ASSERT_EQ(step % 20, 7);
+    long long epoch = step / 20;
+    Editable ed(orig);
+    ed.set_meta("ndl.step", std::to_string(step));
+    ed.set_meta("ndl.optim_t", std::to_string(step));
+    ed.set_meta("ndl.epoch", std::to_string(epoch));
+    ed.set_meta("ndl.cursor.epochs_begun", std::to_string(epoch + 1));
+    std::string d = lone("huge" + std::to_string(step), ed);
+    expect_refused(train("--epochs 2 --resume " + d), "ndl.step is '" + std::to_string(step) + "'",
+                   "consistent step " + std::to_string(step));
+  }
+}
+
 TEST_F(CkptGuard, CorruptTensorsExit4WithOneLine) {
   std::string orig = make_checkpoint();
   {  // a truncated optimizer state (a consistent, shorter entry)

@@ -43,10 +43,11 @@ static void init(ndl_trainer *t) {
   if (s != NDL_OK) ndl_fuzz_fail("building the run on %s: %s", g_cfg.data_dir, ndl_last_error());
 }
 
-/* One step (the whole rest of the epoch when the restored step count is negative), then evaluate. */
+/* One step past the restored step count (so a resumed run really steps: counters, optimizer t, RNG
+ * and cursor advance from the restored values), then evaluate. */
 static void step_and_eval(ndl_trainer *t) {
   ndl_epoch_end end;
-  t->cfg.max_steps = 1;
+  t->cfg.max_steps = t->step < INT64_MAX ? t->step + 1 : 0; /* 0: the rest of the epoch */
   ndl_status s = ndl_trainer_run_epoch(t, &end);
   ndl_fuzz_check_status(s, "ndl_trainer_run_epoch");
   double err, loss;
