@@ -1,5 +1,6 @@
 // mpi_util.h: helpers of the ndl-train-under-mpirun suites (test_mpi_train, test_mpi_equiv): a
-// safetensors reader independent of launch/safetensors.c, weight and per-step loss comparisons with tolerances, --log JSON Lines parsing, and "[ figure ]" lines for measured values.
+// safetensors reader independent of launch/safetensors.c, weight and per-step loss comparisons
+// with tolerances, --log JSON Lines parsing, and "[ figure ]" lines for measured values.
 #ifndef NDL_TESTS_MPI_UTIL_H
 #define NDL_TESTS_MPI_UTIL_H
 
