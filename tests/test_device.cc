@@ -4,12 +4,14 @@
 // pulling them from autograd.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/backend.h"
+#include "core/kernel_math.h"
 #include "core/nn_ops.h"
 #include "core/ops.h"
 #include "core/params.h"
@@ -118,6 +120,32 @@ TEST(DeviceBackend, FusedBackwardReceivesFlatGradientTargetsWithBeta) {
   EXPECT_EQ(p.grad[0], 0.0f);  // the flat buffer untouched by ndl_graph_grad
   ndl_params_free(&p);
   ndl_ctx_free(c);
+}
+
+// The shared per-element math (compiled here as host code, as nvcc would for a device).
+TEST(KernelMath, PerElementFunctionsFollowTheirFormulas) {
+  EXPECT_EQ(ndl_km_sgd(1.0f, 0.5f, 0.1f, 0.0f), 1.0f - 0.1f * 0.5f);
+  float u = 0.0f;
+  EXPECT_EQ(ndl_km_sgd_momentum(1.0f, 0.5f, &u, 0.9f, 0.1f, 0.1f, 0.0f, 0), 1.0f - 0.1f * (0.1f * 0.5f));
+  EXPECT_EQ(u, 0.1f * 0.5f);
+  float m = 0.0f, v = 0.0f;
+  const float k[10] = {0.9f, 0.1f, 0.999f, 0.001f, 10.0f, 1000.0f, 0.01f, 1e-8f, 0.0f, 1.0f};
+  float th = ndl_km_adam(1.0f, 2.0f, &m, &v, k, 0);
+  EXPECT_EQ(m, 0.1f * 2.0f);
+  EXPECT_EQ(v, 0.001f * 4.0f);
+  EXPECT_EQ(th, 1.0f - (0.01f * (m * 10.0f)) / (sqrtf(v * 1000.0f) + 1e-8f));
+  float c = 0.0f;
+  EXPECT_EQ(ndl_km_rmsprop(1.0f, 2.0f, &c, 0.99f, 0.01f, 0.1f, 1e-8f, 0.0f), 1.0f - (0.1f * 2.0f) / (sqrtf(0.04f) + 1e-8f));
+  float h = 0.0f;
+  EXPECT_EQ(ndl_km_norm_apply(3.0f, 1.0f, 0.5f, 2.0f, 1.0f, &h), 3.0f);
+  EXPECT_EQ(h, 1.0f);
+  EXPECT_EQ(ndl_km_norm_dx(1.0f, 2.0f, 1.0f, 0.5f, 0.5f, 0.25f), 0.5f * (2.0f - 0.5f - 0.25f));
+  EXPECT_EQ(ndl_km_dropout(3.0f, 1.0f, 0.5f), 6.0f);
+  EXPECT_TRUE(std::isnan(ndl_km_max_nan(1.0f, NAN)));  // NaN propagates, unlike a plain x > m
+  EXPECT_TRUE(std::isnan(ndl_km_max_nan(NAN, 5.0f)));  // and a NaN running max stays NaN
+  EXPECT_EQ(ndl_km_max_nan(1.0f, 2.0f), 2.0f);
+  EXPECT_NEAR(ndl_km_lse(2.0, 1.0f), std::log(2.0) + 1.0, 1e-12);
+  EXPECT_EQ(ndl_km_invstd(3.0f, 1.0f), 0.5f);
 }
 
 }  // namespace

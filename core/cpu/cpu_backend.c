@@ -206,7 +206,7 @@ static const ndl_backend cpu_backend = {
     .strided_copy = ndl_cpu_strided_copy,
     .accumulate = ndl_cpu_accumulate,
     .sync = cpu_sync,
-    .optim_update = NULL, /* set in step 4 */
+    .optim_update = ndl_cpu_optim_update,
 };
 
 const ndl_backend *ndl_backend_cpu(void) { return &cpu_backend; }

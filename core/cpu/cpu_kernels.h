@@ -33,6 +33,9 @@ void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64
  * the sgemm flags); c contiguous. */
 ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta);
 
+/* One optimizer update over the flat buffers, split over the thread pool (optim_kernels.c). */
+void ndl_cpu_optim_update(const ndl_optim_update *u);
+
 /* Fused ops (nn_kernels.c): forward of LINEAR, BATCHNORM, LAYERNORM, SOFTMAX_CE and their backward
  * into the given targets (backend.h). */
 ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node);

@@ -7,6 +7,7 @@
 
 #include "core/blas_select.h"
 #include "core/cpu/cpu_kernels.h"
+#include "core/kernel_math.h"
 #include "core/simd.h"
 #include "core/threadpool.h"
 
@@ -52,11 +53,8 @@ NDL_SIMD_CLONES static void bn_apply(const float *restrict x, int64_t n, int64_t
                                      const float *restrict invstd, const float *restrict w,
                                      const float *restrict b, float *restrict xhat, float *restrict y) {
   for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      float h = (x[i * d + j] - mean[j]) * invstd[j];
-      xhat[i * d + j] = h;
-      y[i * d + j] = h * w[j] + b[j];
-    }
+    for (int64_t j = 0; j < d; j++)
+      y[i * d + j] = ndl_km_norm_apply(x[i * d + j], mean[j], invstd[j], w[j], b[j], &xhat[i * d + j]);
 }
 
 /* A norm's weight or bias as d contiguous floats; NULL (affine off) reads as d copies of fill. */
@@ -106,7 +104,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     column_sums(x, n, d, s->mean, acc);
     for (int64_t j = 0; j < d; j++) s->var[j] = (float)(acc[j] / count);
   }
-  for (int64_t j = 0; j < d; j++) s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
+  for (int64_t j = 0; j < d; j++) s->invstd[j] = ndl_km_invstd(s->var[j], s->eps);
   bn_apply(x, n, d, s->mean, s->invstd, w, b, s->xhat, ndl_tensor_ptr(node));
   return NDL_OK;
 }
@@ -126,12 +124,9 @@ static ndl_status layernorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     for (int64_t j = 0; j < d; j++) sq += ((double)xr[j] - mean) * ((double)xr[j] - mean);
     s->mean[i] = (float)mean;
     s->var[i] = (float)(sq / (double)d);
-    s->invstd[i] = (float)(1.0 / sqrt((double)s->var[i] + (double)s->eps));
+    s->invstd[i] = ndl_km_invstd(s->var[i], s->eps);
     float *hr = s->xhat + i * d, *yr = y + i * d;
-    for (int64_t j = 0; j < d; j++) {
-      hr[j] = (xr[j] - s->mean[i]) * s->invstd[i];
-      yr[j] = hr[j] * w[j] + b[j];
-    }
+    for (int64_t j = 0; j < d; j++) yr[j] = ndl_km_norm_apply(xr[j], s->mean[i], s->invstd[i], w[j], b[j], &hr[j]);
   }
   return NDL_OK;
 }
@@ -146,13 +141,13 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
     float m = zr[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
-    for (int64_t j = 1; j < c; j++) m = zr[j] > m || zr[j] != zr[j] ? zr[j] : m;
+    for (int64_t j = 1; j < c; j++) m = ndl_km_max_nan(m, zr[j]);
     double sum = 0.0;
     for (int64_t j = 0; j < c; j++) {
-      pr[j] = expf(zr[j] - m);
+      pr[j] = ndl_km_exp_shifted(zr[j], m);
       sum += pr[j];
     }
-    double lse = log(sum) + (double)m;
+    double lse = ndl_km_lse(sum, m);
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < c; j++) pr[j] *= inv;
     total += lse - (double)zr[s->labels[i]];
@@ -231,7 +226,7 @@ NDL_SIMD_CLONES static void bn_backward_sums(const float *restrict g, const floa
       for (int64_t j = 0; j < d; j++) dw[j] += gr[j] * hr[j];
     if (s1)
       for (int64_t j = 0; j < d; j++) {
-        double dh = (double)(gr[j] * w[j]);
+        double dh = ndl_km_norm_dxhat(gr[j], w[j]);
         s1[j] += dh;
         s2[j] += dh * (double)hr[j];
       }
@@ -248,10 +243,10 @@ NDL_SIMD_CLONES static void norm_dx(const float *restrict g, const float *restri
     float *dr = dx + i * d;
     if (per_row) {
       float inv = invstd[i], m1 = sums[i] * inv_count, m2 = sums[ns + i] * inv_count;
-      for (int64_t j = 0; j < d; j++) dr[j] += inv * (gr[j] * w[j] - m1 - hr[j] * m2);
+      for (int64_t j = 0; j < d; j++) dr[j] += ndl_km_norm_dx(gr[j], w[j], hr[j], inv, m1, m2);
     } else {
       for (int64_t j = 0; j < d; j++)
-        dr[j] += invstd[j] * (gr[j] * w[j] - sums[j] * inv_count - hr[j] * (sums[ns + j] * inv_count));
+        dr[j] += ndl_km_norm_dx(gr[j], w[j], hr[j], invstd[j], sums[j] * inv_count, sums[ns + j] * inv_count);
     }
   }
 }
@@ -275,7 +270,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const 
     bn_backward_sums(g, s->xhat, w, n, d, dw, db, NULL, NULL);
     for (int64_t i = 0; acc && i < n; i++)
       for (int64_t j = 0; j < d; j++) {
-        double dh = (double)(g[i * d + j] * w[j]);
+        double dh = ndl_km_norm_dxhat(g[i * d + j], w[j]);
         acc[i] += dh;
         acc[ns + i] += dh * (double)s->xhat[i * d + j];
       }
