@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "core/cpu/cpu_kernels.h"
+#include "core/backend.h"
 #include "core/op_impl.h"
 #include "core/ops.h"
 
@@ -68,7 +68,7 @@ static void add_adjoint(ndl_ctx *ctx, ndl_tensor *t, ndl_tensor *contrib) {
   if (!contrib || !wants_grad(t) || ctx->status != NDL_OK) return;
   NDL_ASSERT(ndl_shape_equal(t, contrib));
   float *sink = ndl_grad_sink(ctx, t);
-  if (sink) ndl_cpu_accumulate(sink, contrib);
+  if (sink) ctx->backend->accumulate(sink, contrib);
   else t->adj = t->adj ? ndl_add(ctx, t->adj, contrib) : contrib;
 }
 

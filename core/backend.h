@@ -1,7 +1,11 @@
-/* backend.h: the compute vtable behind the op set. ops.c builds and checks nodes; a backend fills
- * a node's (contiguous, already allocated) output from its inputs. The CPU backend is the oracle. */
+/* backend.h: the device vtable behind the op set. ops.c/nn_ops.c build and check nodes; a backend
+ * fills a node's (contiguous, already allocated) output from its inputs, runs fused backward into
+ * gradient targets it is handed, and moves memory on its device. A backend is a leaf: it sees this
+ * header and tensor.h, never autograd. The CPU backend is the oracle. */
 #ifndef NDL_BACKEND_H
 #define NDL_BACKEND_H
+
+#include <stddef.h>
 
 #include "core/tensor.h"
 
@@ -9,16 +13,82 @@
 extern "C" {
 #endif
 
+/* Sum-all-reduce n doubles in place across ranks (SyncBN's statistics); returns a status. */
+typedef ndl_status (*ndl_allreduce_fn)(void *handle, double *buf, int64_t n);
+
+/* Saved state of the fused ops (node->aux), written by forward, read by backward. */
+typedef struct ndl_norm_state {
+  float eps;
+  int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
+  ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
+  void *handle;
+  float *xhat, *invstd, *mean, *var;
+  ndl_status status;          /* failure of an all-reduce during compute */
+} ndl_norm_state;
+
+typedef struct ndl_ce_state {
+  int32_t *labels;
+  double denom;
+  float *probs;
+} ndl_ce_state;
+
+/* Where a fused backward writes the gradient of input i: ptr (contiguous, numel of the input)
+ * receives grad + beta * ptr (beta 0: overwrite, 1: accumulate into a flat gradient buffer).
+ * ptr NULL: that input needs no gradient. */
+typedef struct ndl_grad_target {
+  float *ptr;
+  float beta;
+} ndl_grad_target;
+
+/* Direction of a copy between host memory and the backend's device memory. */
+typedef enum ndl_copy_kind { NDL_COPY_H2D, NDL_COPY_D2H, NDL_COPY_D2D } ndl_copy_kind;
+
+/* One optimizer update over flat buffers (elements [0, n)): theta, grad, state as laid out by
+ * optim/ (Adam: m then v, each n floats at state and state + state_stride). Scalars are already
+ * rounded to float32 as optim.h describes. */
+typedef enum ndl_update_kind {
+  NDL_UPDATE_SGD,          /* theta -= lr * (g + wd*theta) */
+  NDL_UPDATE_SGD_MOMENTUM, /* dampened momentum in state; k[0] = m, k[1] = 1 - m */
+  NDL_UPDATE_SGD_NESTEROV, /* the same with the look-ahead */
+  NDL_UPDATE_ADAM,         /* coupled L2; k[] as in optim.c */
+  NDL_UPDATE_ADAMW,        /* decoupled decay */
+  NDL_UPDATE_RMSPROP       /* k[0] = decay, k[1] = 1 - decay, k[2] = eps */
+} ndl_update_kind;
+
+typedef struct ndl_optim_update {
+  ndl_update_kind kind;
+  float *theta;
+  const float *grad;
+  float *state;
+  int64_t state_stride; /* distance between Adam's m and v */
+  int64_t n;
+  float lr, wd;
+  float k[10];
+} ndl_optim_update;
+
 typedef struct ndl_backend {
   const char *name;
+  ndl_device device;
   /* Compute node's output from node->src and node params; returns a status (set on ctx too). */
   ndl_status (*compute)(ndl_ctx *ctx, ndl_tensor *node);
-  /* Gradients of a fused node's inputs from node->adj (NULL where accumulated through a sink). */
-  void (*fused_backward)(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads);
+  /* Gradients of a fused node's inputs from node->adj into targets[0..NDL_MAX_SRC). */
+  void (*fused_backward)(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets);
+  /* ---- memory on the device ---- */
+  void *(*alloc)(size_t bytes);        /* NULL on failure */
+  void (*free)(void *p);               /* NULL is a no-op */
+  void (*copy)(void *dst, const void *src, size_t bytes, ndl_copy_kind kind);
+  void (*fill)(float *dst, float value, int64_t n);
+  void (*strided_copy)(const ndl_tensor *src, float *out); /* compact any view into out */
+  void (*accumulate)(float *dst, const ndl_tensor *src);   /* dst += src, src any strides */
+  void (*sync)(void);                  /* wait for queued work (no-op on the CPU) */
+  /* One optimizer update over the flat buffers (optim.c calls it). */
+  void (*optim_update)(const ndl_optim_update *u);
 } ndl_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops). */
 const ndl_backend *ndl_backend_cpu(void);
+/* The backend that owns memory of device d; NULL when this build has none for it. */
+const ndl_backend *ndl_backend_for(ndl_device d);
 
 #ifdef __cplusplus
 }

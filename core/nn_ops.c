@@ -1,5 +1,6 @@
-/* nn_ops.c: building the fused nodes (shape checks, saved-state allocation, graph recording) and
- * dispatching their backward to the backend. The kernels are in core/cpu/nn_kernels.c. */
+/* nn_ops.c: building the fused nodes (shape and device checks, saved-state allocation, graph
+ * recording) and dispatching their backward to the context's backend with the gradient targets
+ * (a leaf's flat gradient buffer, accumulated, or a new step tensor). Kernels live in the backends. */
 #include "core/nn_ops.h"
 
 #include <string.h>
@@ -11,6 +12,8 @@
 
 static ndl_tensor *fused_node(ndl_ctx *ctx, ndl_op op, int ndim, const int64_t *shape, ndl_tensor *a,
                               ndl_tensor *b, ndl_tensor *c, void *aux) {
+  const ndl_tensor *in[3] = {a, b, c};
+  if (!ndl_check_devices(ctx, ndl_op_name(op), in, 3)) return NULL;
   ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
   if (!t) return NULL;
   t->op = op;
@@ -18,7 +21,7 @@ static ndl_tensor *fused_node(ndl_ctx *ctx, ndl_op op, int ndim, const int64_t *
   t->src[1] = b;
   t->src[2] = c;
   t->aux = aux;
-  if (ndl_backend_cpu()->compute(ctx, t) != NDL_OK) return NULL;
+  if (ctx->backend->compute(ctx, t) != NDL_OK) return NULL;
   return ndl_op_record(ctx, t);
 }
 
@@ -123,5 +126,18 @@ void ndl_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads) {
                  ndl_op_name(node->op));
     return;
   }
-  ndl_backend_cpu()->fused_backward(ctx, node, grads);
+  ndl_grad_target targets[NDL_MAX_SRC] = {{NULL, 0.0f}, {NULL, 0.0f}, {NULL, 0.0f}};
+  for (int i = 0; i < NDL_MAX_SRC; i++) {
+    ndl_tensor *src = node->src[i];
+    if (!src || !src->requires_grad) continue;
+    float *sink = ndl_grad_sink(ctx, src);
+    if (sink) {
+      targets[i] = (ndl_grad_target){sink, 1.0f};
+    } else {
+      grads[i] = ndl_tensor_empty(ctx, src->ndim, src->shape);
+      if (!grads[i]) return;
+      targets[i] = (ndl_grad_target){ndl_tensor_ptr(grads[i]), 0.0f};
+    }
+  }
+  ctx->backend->fused_backward(ctx, node, targets);
 }

@@ -6,14 +6,11 @@
 #ifndef NDL_NN_OPS_H
 #define NDL_NN_OPS_H
 
-#include "core/tensor.h"
+#include "core/backend.h" /* ndl_allreduce_fn, the saved-state structs */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Sum-all-reduce n doubles in place across ranks (SyncBN's statistics); returns a status. */
-typedef ndl_status (*ndl_allreduce_fn)(void *handle, double *buf, int64_t n);
 
 /* x[N,in] . w[in,out] + b[1,out] (b may be NULL). */
 ndl_tensor *ndl_linear(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b);
@@ -34,22 +31,6 @@ ndl_tensor *ndl_layernorm(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor
 /* sum_i (logsumexp(z_i) - z_i[labels_i]) / denom over rows of logits[N,C]; a 0-d tensor. */
 ndl_tensor *ndl_softmax_cross_entropy(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
                                       double denom);
-
-/* Saved state of the fused ops (node->aux). */
-typedef struct ndl_norm_state {
-  float eps;
-  int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
-  ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
-  void *handle;
-  float *xhat, *invstd, *mean, *var;
-  ndl_status status;          /* failure of an all-reduce during compute */
-} ndl_norm_state;
-
-typedef struct ndl_ce_state {
-  int32_t *labels;
-  double denom;
-  float *probs;
-} ndl_ce_state;
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,8 @@ ndl_tensor *ndl_op_record(ndl_ctx *ctx, ndl_tensor *t) {
 static ndl_tensor *compute_node(ndl_ctx *ctx, ndl_op op, int ndim, const int64_t *shape,
                                 ndl_tensor *a, ndl_tensor *b, float scalar, const int64_t *iparams,
                                 int naxes) {
+  const ndl_tensor *in[2] = {a, b};
+  if (!ndl_check_devices(ctx, ndl_op_name(op), in, 2)) return NULL;
   ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
   if (!t) return NULL;
   t->op = op;
@@ -43,17 +45,20 @@ static ndl_tensor *compute_node(ndl_ctx *ctx, ndl_op op, int ndim, const int64_t
   t->scalar = scalar;
   t->naxes = naxes;
   if (iparams) memcpy(t->iparams, iparams, sizeof t->iparams);
-  if (ndl_backend_cpu()->compute(ctx, t) != NDL_OK) return NULL;
+  if (ctx->backend->compute(ctx, t) != NDL_OK) return NULL;
   return ndl_op_record(ctx, t);
 }
 
 /* A node sharing a's storage with the given geometry. */
 static ndl_tensor *view_node(ndl_ctx *ctx, ndl_op op, ndl_tensor *a, int ndim, const int64_t *shape,
                              const int64_t *strides, int64_t offset) {
+  const ndl_tensor *in[1] = {a};
+  if (!ndl_check_devices(ctx, ndl_op_name(op), in, 1)) return NULL;
   ndl_tensor *t = ndl_ctx_alloc(ctx, sizeof *t);
   if (!t) return NULL;
   memset(t, 0, sizeof *t);
   t->data = a->data;
+  t->device = a->device;
   t->offset = offset;
   t->ndim = ndim;
   memcpy(t->shape, shape, (size_t)ndim * sizeof(int64_t));
@@ -67,6 +72,25 @@ static int alive(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, int bin
   if (ctx->status != NDL_OK) return 0;
   if (!a || (binary && !b)) {
     ndl_ctx_fail(ctx, NDL_ERR_ARG, "op given a NULL tensor");
+    return 0;
+  }
+  return 1;
+}
+
+int ndl_check_devices(ndl_ctx *ctx, const char *what, const ndl_tensor *const *in, int n) {
+  ndl_device want = ctx->backend->device;
+  for (int i = 0; i < n; i++) {
+    if (!in[i] || in[i]->device == want) continue;
+    char sa[128], sw[128];
+    const ndl_tensor *first = in[0];
+    if (i > 0 && first && first->device != in[i]->device) /* two inputs disagree: name both */
+      ndl_ctx_fail(ctx, NDL_ERR_ARG, "%s: input 0%s on %s, input %d%s on %s: devices differ", what,
+                   SHAPE_STR(first, sw), ndl_device_name(first->device), i, SHAPE_STR(in[i], sa),
+                   ndl_device_name(in[i]->device));
+    else
+      ndl_ctx_fail(ctx, NDL_ERR_ARG, "%s: input %d%s on %s, context's backend %s on %s: devices differ",
+                   what, i, SHAPE_STR(in[i], sa), ndl_device_name(in[i]->device), ctx->backend->name,
+                   ndl_device_name(want));
     return 0;
   }
   return 1;

@@ -18,6 +18,7 @@ typedef struct ndl_params {
   float *grad;          /* flat gradients (owned), NULL for a buffer store */
   int64_t numel, capacity;
   int trainable;        /* 1: parameters with gradients; 0: buffers */
+  ndl_device device;    /* where data and grad live (NDL_DEV_CPU: host memory) */
 } ndl_params;
 
 /* Empty store; trainable stores give every tensor requires_grad and a .grad view. */

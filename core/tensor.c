@@ -1,5 +1,6 @@
-/* tensor.c: the context (arena, grad mode, sticky status), shape helpers, creating step tensors
- * and element access. Computation lives in core/cpu/; node building in ops.c. */
+/* tensor.c: the context (arena, backend, grad mode, sticky status), shape helpers, creating step
+ * tensors and element access. Memory moves through the backend's vtable (core/backend.h);
+ * computation lives in the backends; node building in ops.c. */
 #include "core/tensor.h"
 
 #include <stdarg.h>
@@ -7,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/cpu/cpu_kernels.h"
+#include "core/backend.h"
 
 static const char *const op_names[] = {
 #define NDL_OP_NAME(name, text) text,
@@ -21,12 +22,30 @@ const char *ndl_op_name(ndl_op op) {
   return op_names[op];
 }
 
+const char *ndl_device_name(ndl_device d) {
+  switch (d) {
+    case NDL_DEV_CPU: return "cpu";
+    case NDL_DEV_CUDA: return "cuda";
+  }
+  return "unknown device";
+}
+
+/* The backend owning t's memory; aborts when this build has none (a bug: no such tensor can exist). */
+static const ndl_backend *backend_of(const ndl_tensor *t) {
+  const ndl_backend *b = ndl_backend_for(t->device);
+  if (!b) NDL_ABORT("no backend for device %s in this build", ndl_device_name(t->device));
+  return b;
+}
+
 static atomic_ullong epochs; /* source of unique ndl_ctx.epoch values */
 
-ndl_ctx *ndl_ctx_new(void) {
+ndl_ctx *ndl_ctx_new(void) { return ndl_ctx_new_on(NULL); }
+
+ndl_ctx *ndl_ctx_new_on(const ndl_backend *backend) {
   ndl_ctx *ctx = ndl_malloc(sizeof *ctx);
   if (!ctx) return NULL;
   memset(ctx, 0, sizeof *ctx);
+  ctx->backend = backend ? backend : ndl_backend_cpu();
   ndl_arena_init(&ctx->arena, (size_t)1 << 20);
   ctx->grad_enabled = 1;
   ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
@@ -138,15 +157,14 @@ ndl_tensor *ndl_tensor_empty(ndl_ctx *ctx, int ndim, const int64_t *shape) {
   if (!mem) return NULL;
   ndl_tensor *t = (ndl_tensor *)mem;
   ndl_tensor_init_view(t, (float *)(mem + head), ndim, shape);
+  t->device = ctx->backend->device;
   return t;
 }
 
 ndl_tensor *ndl_tensor_full(ndl_ctx *ctx, int ndim, const int64_t *shape, float value) {
   ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
   if (!t) return NULL;
-  float *p = ndl_tensor_ptr(t);
-  int64_t n = ndl_tensor_numel(t);
-  for (int64_t i = 0; i < n; i++) p[i] = value;
+  ctx->backend->fill(ndl_tensor_ptr(t), value, ndl_tensor_numel(t));
   return t;
 }
 
@@ -156,7 +174,7 @@ ndl_tensor *ndl_tensor_zeros(ndl_ctx *ctx, int ndim, const int64_t *shape) {
 
 ndl_tensor *ndl_tensor_from(ndl_ctx *ctx, int ndim, const int64_t *shape, const float *values) {
   ndl_tensor *t = ndl_tensor_empty(ctx, ndim, shape);
-  if (t) memcpy(ndl_tensor_ptr(t), values, (size_t)ndl_tensor_numel(t) * sizeof(float));
+  if (t) ctx->backend->copy(ndl_tensor_ptr(t), values, (size_t)ndl_tensor_numel(t) * sizeof(float), NDL_COPY_H2D);
   return t;
 }
 
@@ -169,7 +187,16 @@ float ndl_tensor_get(const ndl_tensor *t, const int64_t *index) {
   return t->data[off];
 }
 
-void ndl_tensor_copy_out(const ndl_tensor *t, float *out) { ndl_cpu_strided_copy(t, out); }
+void ndl_tensor_copy_out(const ndl_tensor *t, float *out) { backend_of(t)->strided_copy(t, out); }
+
+ndl_tensor ndl_view_transposed(const ndl_tensor *t) {
+  ndl_tensor v = *t;
+  v.shape[0] = t->shape[1];
+  v.shape[1] = t->shape[0];
+  v.strides[0] = t->strides[1];
+  v.strides[1] = t->strides[0];
+  return v;
+}
 
 void ndl_tensor_set_requires_grad(ndl_tensor *t, int on) { t->requires_grad = (uint8_t)(on != 0); }
 
@@ -190,5 +217,6 @@ ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t) {
 void ndl_tensor_accumulate(ndl_tensor *dst, const ndl_tensor *src) {
   NDL_ASSERT(ndl_shape_equal(dst, src));
   NDL_ASSERT(ndl_tensor_is_contiguous(dst));
-  ndl_cpu_accumulate(ndl_tensor_ptr(dst), src);
+  NDL_ASSERT(dst->device == src->device);
+  backend_of(dst)->accumulate(ndl_tensor_ptr(dst), src);
 }

@@ -41,6 +41,12 @@ typedef enum ndl_op {
 /* Name of an op for messages; aborts on an out-of-range value. */
 const char *ndl_op_name(ndl_op op);
 
+/* Where a tensor's storage lives; 0 (a zeroed struct) is the host. */
+typedef enum ndl_device { NDL_DEV_CPU = 0, NDL_DEV_CUDA = 1 } ndl_device;
+
+/* Name of a device for messages ("cpu", "cuda"). */
+const char *ndl_device_name(ndl_device d);
+
 typedef struct ndl_tensor ndl_tensor;
 struct ndl_tensor {
   float *data;     /* base of the storage (borrowed) */
@@ -48,6 +54,7 @@ struct ndl_tensor {
   int ndim;
   int64_t shape[NDL_MAX_DIMS];
   int64_t strides[NDL_MAX_DIMS]; /* in elements; 0 on broadcast dims */
+  ndl_device device;     /* where data lives; node building requires inputs to agree */
   /* autograd node */
   ndl_op op;              /* NDL_OP_NONE for a leaf */
   ndl_tensor *src[NDL_MAX_SRC]; /* inputs (borrowed) */
@@ -65,9 +72,12 @@ struct ndl_tensor {
   const char *name;       /* optional, borrowed */
 };
 
-/* Per-step memory, grad mode and a sticky error status. */
+struct ndl_backend;
+
+/* Per-step memory, the backend that computes its nodes, grad mode and a sticky error status. */
 typedef struct ndl_ctx {
   ndl_arena arena;
+  const struct ndl_backend *backend; /* computes nodes and moves memory; set at creation */
   int grad_enabled;
   uint32_t mark;
   int backward_to_leaves; /* set while ndl_graph_backward runs: leaf grads take contributions directly */
@@ -75,8 +85,10 @@ typedef struct ndl_ctx {
   uint64_t epoch;    /* unique per context and reset: tells a live step-arena gradient from a released one */
 } ndl_ctx;
 
-/* Create a context with a step arena (grad mode on). Owned; free with ndl_ctx_free. */
+/* Create a context with a step arena (grad mode on) on the CPU backend. Owned; free with ndl_ctx_free. */
 ndl_ctx *ndl_ctx_new(void);
+/* The same on a given backend (core/backend.h); NULL backend means the CPU one. */
+ndl_ctx *ndl_ctx_new_on(const struct ndl_backend *backend);
 void ndl_ctx_free(ndl_ctx *ctx);
 /* Release every node and temporary of the step and clear the sticky status. A caller-owned leaf
  * (not in the arena, no .grad of its own) whose gradient backward allocated in the arena keeps a
@@ -121,13 +133,15 @@ ndl_tensor *ndl_tensor_full(ndl_ctx *ctx, int ndim, const int64_t *shape, float 
 ndl_tensor *ndl_tensor_from(ndl_ctx *ctx, int ndim, const int64_t *shape, const float *values);
 /* Element at a multi-index (any strides). */
 float ndl_tensor_get(const ndl_tensor *t, const int64_t *index);
-/* Copy all elements in row-major order into out (numel floats). */
+/* A 2-D view of t with its two axes swapped (no allocation). */
+ndl_tensor ndl_view_transposed(const ndl_tensor *t);
+/* Copy all elements in row-major order into out (numel floats, memory of t's device). */
 void ndl_tensor_copy_out(const ndl_tensor *t, float *out);
 /* Mark a leaf as needing a gradient. */
 void ndl_tensor_set_requires_grad(ndl_tensor *t, int on);
 /* A leaf sharing t's storage, cut from the graph. */
 ndl_tensor *ndl_tensor_detach(ndl_ctx *ctx, ndl_tensor *t);
-/* dst += src elementwise (same shape; src may be strided); no graph. */
+/* dst += src elementwise (same shape and device; src may be strided); no graph. */
 void ndl_tensor_accumulate(ndl_tensor *dst, const ndl_tensor *src);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /* optim.c: SGD (needle's dampened momentum, optional Nesterov), Adam, AdamW and RMSProp over the
- * flat parameter store. Each step is one float32 loop over params->data, reading params->grad,
- * with scalars rounded to float32 exactly as numpy does for float32 arrays and Python floats.
+ * flat parameter store. Each step rounds its scalars to float32 exactly as numpy does for float32
+ * arrays and Python floats, then hands one update over the flat buffers to the store's backend
+ * (backend.h optim_update; the per-element math is core/kernel_math.h).
  * Leaves out: per-parameter groups, AMSGrad, gradient clipping, schedules (set o->lr instead). */
 #include "optim/optim.h"
 
@@ -8,8 +9,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/simd.h"
-#include "core/threadpool.h"
+#include "core/backend.h"
 
 typedef struct sgd {
   ndl_optim base;
@@ -27,98 +27,46 @@ typedef struct rmsprop {
   double decay, eps;
 } rmsprop;
 
-/* ---- update loops ---- */
+/* ---- updates: scalars rounded to float32 here, the loop in the params' backend ---- */
 
-static void sgd_step(ndl_optim *o, int64_t lo, int64_t hi) {
+static void sgd_prepare(const ndl_optim *o, ndl_optim_update *u) {
   const sgd *s = (const sgd *)o;
-  float *theta = o->params->data + lo;
-  const float *grad = o->params->grad + lo;
-  const int64_t n = hi - lo;
-  const float lr = (float)o->lr, wd = (float)o->weight_decay;
   if (!o->state) { /* momentum 0: u = 0*u + 1*g = g, so no buffer is needed */
-    for (int64_t i = 0; i < n; i++) {
-      float g = grad[i] + wd * theta[i];
-      theta[i] = theta[i] - lr * g;
-    }
+    u->kind = NDL_UPDATE_SGD;
     return;
   }
-  const float m = (float)s->momentum, one_m = (float)(1.0 - s->momentum);
-  float *u = o->state + lo;
-  for (int64_t i = 0; i < n; i++) {
-    float g = grad[i] + wd * theta[i];
-    u[i] = m * u[i] + one_m * g;
-    float d = s->nesterov ? m * u[i] + one_m * g : u[i];
-    theta[i] = theta[i] - lr * d;
-  }
+  u->kind = s->nesterov ? NDL_UPDATE_SGD_NESTEROV : NDL_UPDATE_SGD_MOMENTUM;
+  u->k[0] = (float)s->momentum;
+  u->k[1] = (float)(1.0 - s->momentum);
 }
 
-/* Shared by Adam (coupled L2: g = grad + wd*θ) and AdamW (θ *= 1 - lr*wd, then raw grad). */
-/* One Adam update over the flat buffer; `decoupled` is a literal in each caller, so each clone
- * below compiles to a branch-free vectorized loop. */
-static inline void adam_loop(float *restrict theta, const float *restrict grad, float *restrict m,
-                             float *restrict v, int64_t n, float b1, float one_b1, float b2, float one_b2,
-                             float inv_bc1, float inv_bc2, float lr, float eps, float wd, float shrink,
-                             const int decoupled) {
-  for (int64_t i = 0; i < n; i++) {
-    float g;
-    if (decoupled) {
-      theta[i] = theta[i] * shrink;
-      g = grad[i];
-    } else {
-      g = grad[i] + wd * theta[i];
-    }
-    m[i] = b1 * m[i] + one_b1 * g;
-    v[i] = b2 * v[i] + one_b2 * (g * g);
-    float m_hat = m[i] * inv_bc1, v_hat = v[i] * inv_bc2;
-    theta[i] = theta[i] - (lr * m_hat) / (sqrtf(v_hat) + eps);
-  }
-}
-
-NDL_SIMD_CLONES static void adam_coupled(float *restrict theta, const float *restrict grad, float *restrict m,
-                                         float *restrict v, int64_t n, const float *k) {
-  adam_loop(theta, grad, m, v, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], 0);
-}
-
-NDL_SIMD_CLONES static void adam_decoupled(float *restrict theta, const float *restrict grad, float *restrict m,
-                                           float *restrict v, int64_t n, const float *k) {
-  adam_loop(theta, grad, m, v, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], 1);
-}
-
-static void adam_update(ndl_optim *o, int decoupled, int64_t lo, int64_t hi) {
+/* Adam (coupled L2: g = grad + wd*θ) and AdamW (θ *= 1 - lr*wd, then raw grad). */
+static void adam_prepare(const ndl_optim *o, ndl_optim_update *u, int decoupled) {
   const adam *a = (const adam *)o;
-  const int64_t n = hi - lo, total = o->params->numel;
   const double t = (double)o->t; /* already incremented by ndl_optim_step */
   /* scalars rounded to float32 once, as numpy does for float32 arrays and Python floats */
   const float k[10] = {(float)a->beta1, (float)(1.0 - a->beta1), (float)a->beta2, (float)(1.0 - a->beta2),
                        (float)(1.0 / (1.0 - pow(a->beta1, t))), (float)(1.0 / (1.0 - pow(a->beta2, t))), (float)o->lr,
                        (float)a->eps, decoupled ? 0.0f : (float)o->weight_decay,
                        (float)(1.0 - o->lr * o->weight_decay)};
-  float *theta = o->params->data + lo, *m = o->state + lo, *v = o->state + total + lo;
-  const float *grad = o->params->grad + lo;
-  if (decoupled) adam_decoupled(theta, grad, m, v, n, k);
-  else adam_coupled(theta, grad, m, v, n, k);
+  memcpy(u->k, k, sizeof k);
+  u->kind = decoupled ? NDL_UPDATE_ADAMW : NDL_UPDATE_ADAM;
+  u->state_stride = o->params->numel;
 }
 
-static void adam_step(ndl_optim *o, int64_t lo, int64_t hi) { adam_update(o, 0, lo, hi); }
-static void adamw_step(ndl_optim *o, int64_t lo, int64_t hi) { adam_update(o, 1, lo, hi); }
+static void adam_step(const ndl_optim *o, ndl_optim_update *u) { adam_prepare(o, u, 0); }
+static void adamw_step(const ndl_optim *o, ndl_optim_update *u) { adam_prepare(o, u, 1); }
 
-static void rmsprop_step(ndl_optim *o, int64_t lo, int64_t hi) {
+static void rmsprop_step(const ndl_optim *o, ndl_optim_update *u) {
   const rmsprop *r = (const rmsprop *)o;
-  float *theta = o->params->data + lo;
-  const float *grad = o->params->grad + lo;
-  const int64_t n = hi - lo;
-  float *cache = o->state + lo;
-  const float lr = (float)o->lr, wd = (float)o->weight_decay, eps = (float)r->eps;
-  const float d = (float)r->decay, one_d = (float)(1.0 - r->decay);
-  for (int64_t i = 0; i < n; i++) {
-    float g = grad[i] + wd * theta[i];
-    cache[i] = d * cache[i] + one_d * (g * g);
-    theta[i] = theta[i] - (lr * g) / (sqrtf(cache[i]) + eps);
-  }
+  u->kind = NDL_UPDATE_RMSPROP;
+  u->k[0] = (float)r->decay;
+  u->k[1] = (float)(1.0 - r->decay);
+  u->k[2] = (float)r->eps;
 }
 
-static const ndl_optim_vtable sgd_vt = {"sgd", 1, sgd_step};
-static const ndl_optim_vtable sgd_plain_vt = {"sgd", 0, sgd_step};
+static const ndl_optim_vtable sgd_vt = {"sgd", 1, sgd_prepare};
+static const ndl_optim_vtable sgd_plain_vt = {"sgd", 0, sgd_prepare};
 static const ndl_optim_vtable adam_vt = {"adam", 2, adam_step};
 static const ndl_optim_vtable adamw_vt = {"adamw", 2, adamw_step};
 static const ndl_optim_vtable rmsprop_vt = {"rmsprop", 1, rmsprop_step};
@@ -222,27 +170,23 @@ ndl_optim *ndl_optim_rmsprop_new(ndl_params *params, double lr, double decay, do
 
 /* ---- base operations ---- */
 
-static void step_chunk(void *arg, int64_t part) {
-  ndl_optim *o = arg;
-  int parts = ndl_threadpool_threads();
-  int64_t n = o->params->numel;
-  /* chunk edges on 16-float boundaries keep every chunk's vector loop aligned */
-  int64_t lo = n * part / parts / 16 * 16, hi = part + 1 == parts ? n : n * (part + 1) / parts / 16 * 16;
-  o->vt->step(o, lo, hi);
-}
-
 void ndl_optim_step(ndl_optim *o) {
   NDL_ASSERT(o && o->params && o->params->grad);
   /* the store must not grow after the optimizer sized its state */
   NDL_ASSERT(o->state_numel == o->vt->state_per_param * o->params->numel);
+  const ndl_backend *be = ndl_backend_for(o->params->device);
+  NDL_ASSERT(be && be->optim_update);
   o->t++;
-  /* every element is independent, so any split gives the same bits */
-  int threads = ndl_threadpool_threads();
-  if (threads == 1 || o->params->numel < 8192) {
-    o->vt->step(o, 0, o->params->numel);
-    return;
-  }
-  ndl_parallel_for(threads, step_chunk, o);
+  ndl_optim_update u;
+  memset(&u, 0, sizeof u);
+  u.theta = o->params->data;
+  u.grad = o->params->grad;
+  u.state = o->state;
+  u.n = o->params->numel;
+  u.lr = (float)o->lr;
+  u.wd = (float)o->weight_decay;
+  o->vt->prepare(o, &u);
+  be->optim_update(&u);
 }
 
 void ndl_optim_zero_grad(ndl_optim *o) { ndl_params_zero_grad(o->params); }

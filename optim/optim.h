@@ -19,12 +19,14 @@
 extern "C" {
 #endif
 
+struct ndl_optim_update;
 typedef struct ndl_optim ndl_optim;
 
 typedef struct ndl_optim_vtable {
   const char *name;            /* "sgd", "adam", "adamw", "rmsprop" */
   int state_per_param;         /* state floats per parameter float (0, 1 or 2) */
-  void (*step)(ndl_optim *o, int64_t lo, int64_t hi); /* update elements [lo, hi) of the flat buffers */
+  /* fill the update's kind and float32 scalars k[] (core/backend.h) for the step o->t */
+  void (*prepare)(const ndl_optim *o, struct ndl_optim_update *u);
 } ndl_optim_vtable;
 
 /* Base struct; every optimizer starts with it. Fields are readable; lr may be set between steps

@@ -10,6 +10,7 @@
 
 #include "core/autograd.h"
 #include "core/nn_ops.h"
+#include "core/cpu/cpu_kernels.h"
 #include "core/op_impl.h"
 #include "core/ops.h"
 #include "core/params.h"

@@ -1,13 +1,13 @@
-/* cpu_backend.c: the CPU backend's compute switch. Non-contiguous inputs are made contiguous in
- * step-arena scratch first; reductions move the reduced axes last and reduce inner blocks; matmul
- * goes straight into cblas_sgemm, expressing 2-D transposed views through the sgemm flags. */
+/* cpu_backend.c: the CPU backend's compute switch and its vtable (host memory: malloc, memcpy).
+ * Non-contiguous inputs are made contiguous in step-arena scratch first; reductions move the
+ * reduced axes last and reduce inner blocks; matmul goes straight into cblas_sgemm, expressing 2-D
+ * transposed views through the sgemm flags. */
 #include <cblas.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "core/blas_select.h"
 #include "core/cpu/cpu_kernels.h"
-#include "core/op_impl.h"
 #include "core/threadpool.h"
 
 const float *ndl_cpu_contiguous(ndl_ctx *ctx, const ndl_tensor *t) {
@@ -115,15 +115,6 @@ ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, 
   return NDL_OK;
 }
 
-ndl_tensor ndl_view_transposed(const ndl_tensor *t) {
-  ndl_tensor v = *t;
-  v.shape[0] = t->shape[1];
-  v.shape[1] = t->shape[0];
-  v.strides[0] = t->strides[1];
-  v.strides[1] = t->strides[0];
-  return v;
-}
-
 static ndl_status compute_matmul(ndl_ctx *ctx, ndl_tensor *node) {
   const ndl_tensor *a = node->src[0], *b = node->src[1];
   if (a->ndim == 2) return ndl_cpu_gemm(ctx, a, b, ndl_tensor_ptr(node), 0.0f);
@@ -192,6 +183,30 @@ static ndl_status cpu_compute(ndl_ctx *ctx, ndl_tensor *node) {
   }
 }
 
-static const ndl_backend cpu_backend = {"cpu", cpu_compute, ndl_cpu_fused_backward};
+static void *cpu_alloc(size_t bytes) { return ndl_malloc(bytes); }
+static void cpu_free(void *p) { ndl_free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes, ndl_copy_kind kind) {
+  (void)kind; /* host and "device" memory are the same */
+  if (bytes) memcpy(dst, src, bytes);
+}
+static void cpu_fill(float *dst, float value, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = value;
+}
+static void cpu_sync(void) {}
+
+static const ndl_backend cpu_backend = {
+    .name = "cpu",
+    .device = NDL_DEV_CPU,
+    .compute = cpu_compute,
+    .fused_backward = ndl_cpu_fused_backward,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .strided_copy = ndl_cpu_strided_copy,
+    .accumulate = ndl_cpu_accumulate,
+    .sync = cpu_sync,
+    .optim_update = ndl_cpu_optim_update,
+};
 
 const ndl_backend *ndl_backend_cpu(void) { return &cpu_backend; }

@@ -1,11 +1,12 @@
 /* cpu_kernels.h: plain C loops of the CPU backend over contiguous float arrays, plus the strided
- * copy that makes any view contiguous. Internal to core/ (and nn/ fused kernels). */
+ * copy that makes any view contiguous. Internal to core/cpu/ (callers elsewhere go through the
+ * backend vtable, core/backend.h; tests of the CPU kernels may include it). */
 #ifndef NDL_CPU_KERNELS_H
 #define NDL_CPU_KERNELS_H
 
 #include <stdint.h>
 
-#include "core/tensor.h"
+#include "core/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,9 +29,17 @@ void ndl_cpu_unary(ndl_op op, const float *a, float s, float *out, int64_t n);
 /* out[i] = reduce(in[i*inner .. (i+1)*inner)) for SUM, MAX, LOGSUMEXP. */
 void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64_t inner);
 
-/* Fused ops (nn_kernels.c): forward of LINEAR, BATCHNORM, LAYERNORM, SOFTMAX_CE and their backward. */
+/* c[m,n] = a[m,k] . b[k,n] + beta * c for 2-D views of any strides (transposed views go through
+ * the sgemm flags); c contiguous. */
+ndl_status ndl_cpu_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta);
+
+/* One optimizer update over the flat buffers, split over the thread pool (optim_kernels.c). */
+void ndl_cpu_optim_update(const ndl_optim_update *u);
+
+/* Fused ops (nn_kernels.c): forward of LINEAR, BATCHNORM, LAYERNORM, SOFTMAX_CE and their backward
+ * into the given targets (backend.h). */
 ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node);
-void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads);
+void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/cpu/cpu_kernels.h"
+#include "core/kernel_math.h"
 #include "core/simd.h"
 
 /* Walk every element of a strided view in row-major order: body sees `off` (source offset) and `i`. */
@@ -77,7 +78,7 @@ NDL_SIMD_CLONES void ndl_cpu_binary(ndl_op op, const float *restrict a, const fl
 
 NDL_SIMD_CLONES void ndl_cpu_masked_div(const float *restrict x, const float *restrict mask, float keep,
                                         float *restrict out, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = (x[i] * mask[i]) / keep;
+  for (int64_t i = 0; i < n; i++) out[i] = ndl_km_dropout(x[i], mask[i], keep);
 }
 
 NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, float *restrict out, int64_t n) {
@@ -106,7 +107,7 @@ NDL_SIMD_CLONES void ndl_cpu_unary(ndl_op op, const float *restrict a, float s, 
 /* Largest of x[0..n) (n >= 1), NaN when any element is NaN (numpy's max; a plain `x > m` skips NaN). */
 static inline float max_nan(const float *x, int64_t n) {
   float m = x[0];
-  for (int64_t j = 1; j < n; j++) m = x[j] > m || x[j] != x[j] ? x[j] : m;
+  for (int64_t j = 1; j < n; j++) m = ndl_km_max_nan(m, x[j]);
   return m;
 }
 
@@ -130,8 +131,8 @@ void ndl_cpu_reduce(ndl_op op, const float *in, float *out, int64_t outer, int64
           break;
         }
         double s = 0.0;
-        for (int64_t j = 0; j < inner; j++) s += expf(x[j] - m);
-        out[o] = (float)log(s) + m;
+        for (int64_t j = 0; j < inner; j++) s += ndl_km_exp_shifted(x[j], m);
+        out[o] = ndl_km_lse_f(s, m);
         break;
       }
       default: NDL_ABORT("cpu reduce: op %s is not a reduction", ndl_op_name(op));

@@ -1,13 +1,13 @@
 /* nn_kernels.c: CPU kernels of the fused ops: Linear (bias rows then sgemm with beta 1; backward as
- * two sgemms and a column sum, accumulating into parameter gradients in place), BatchNorm and
+ * two sgemms and a column sum into the gradient targets it is handed: beta 1 accumulates into
+ * parameter gradients in place), BatchNorm and
  * LayerNorm (two-pass mean/variance in double, analytic backward), softmax cross-entropy. */
 #include <math.h>
 #include <string.h>
 
 #include "core/blas_select.h"
 #include "core/cpu/cpu_kernels.h"
-#include "core/nn_ops.h"
-#include "core/op_impl.h"
+#include "core/kernel_math.h"
 #include "core/simd.h"
 #include "core/threadpool.h"
 
@@ -53,11 +53,8 @@ NDL_SIMD_CLONES static void bn_apply(const float *restrict x, int64_t n, int64_t
                                      const float *restrict invstd, const float *restrict w,
                                      const float *restrict b, float *restrict xhat, float *restrict y) {
   for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      float h = (x[i * d + j] - mean[j]) * invstd[j];
-      xhat[i * d + j] = h;
-      y[i * d + j] = h * w[j] + b[j];
-    }
+    for (int64_t j = 0; j < d; j++)
+      y[i * d + j] = ndl_km_norm_apply(x[i * d + j], mean[j], invstd[j], w[j], b[j], &xhat[i * d + j]);
 }
 
 /* A norm's weight or bias as d contiguous floats; NULL (affine off) reads as d copies of fill. */
@@ -107,7 +104,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     column_sums(x, n, d, s->mean, acc);
     for (int64_t j = 0; j < d; j++) s->var[j] = (float)(acc[j] / count);
   }
-  for (int64_t j = 0; j < d; j++) s->invstd[j] = (float)(1.0 / sqrt((double)s->var[j] + (double)s->eps));
+  for (int64_t j = 0; j < d; j++) s->invstd[j] = ndl_km_invstd(s->var[j], s->eps);
   bn_apply(x, n, d, s->mean, s->invstd, w, b, s->xhat, ndl_tensor_ptr(node));
   return NDL_OK;
 }
@@ -127,12 +124,9 @@ static ndl_status layernorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     for (int64_t j = 0; j < d; j++) sq += ((double)xr[j] - mean) * ((double)xr[j] - mean);
     s->mean[i] = (float)mean;
     s->var[i] = (float)(sq / (double)d);
-    s->invstd[i] = (float)(1.0 / sqrt((double)s->var[i] + (double)s->eps));
+    s->invstd[i] = ndl_km_invstd(s->var[i], s->eps);
     float *hr = s->xhat + i * d, *yr = y + i * d;
-    for (int64_t j = 0; j < d; j++) {
-      hr[j] = (xr[j] - s->mean[i]) * s->invstd[i];
-      yr[j] = hr[j] * w[j] + b[j];
-    }
+    for (int64_t j = 0; j < d; j++) yr[j] = ndl_km_norm_apply(xr[j], s->mean[i], s->invstd[i], w[j], b[j], &hr[j]);
   }
   return NDL_OK;
 }
@@ -147,13 +141,13 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
     float m = zr[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
-    for (int64_t j = 1; j < c; j++) m = zr[j] > m || zr[j] != zr[j] ? zr[j] : m;
+    for (int64_t j = 1; j < c; j++) m = ndl_km_max_nan(m, zr[j]);
     double sum = 0.0;
     for (int64_t j = 0; j < c; j++) {
-      pr[j] = expf(zr[j] - m);
+      pr[j] = ndl_km_exp_shifted(zr[j], m);
       sum += pr[j];
     }
-    double lse = log(sum) + (double)m;
+    double lse = ndl_km_lse(sum, m);
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < c; j++) pr[j] *= inv;
     total += lse - (double)zr[s->labels[i]];
@@ -172,16 +166,10 @@ ndl_status ndl_cpu_fused_forward(ndl_ctx *ctx, ndl_tensor *node) {
   }
 }
 
-/* Where the gradient of src goes: its sink during backward (accumulate, *fresh = 0), else a new
- * uninitialized tensor in grads[i] (overwrite, *fresh = 1). NULL when src needs no gradient. */
-static float *grad_target(ndl_ctx *ctx, ndl_tensor *src, ndl_tensor **grads, int i, int *fresh) {
-  *fresh = 0;
-  if (!src || !src->requires_grad) return NULL;
-  float *sink = ndl_grad_sink(ctx, src);
-  if (sink) return sink;
-  grads[i] = ndl_tensor_empty(ctx, src->ndim, src->shape);
-  *fresh = 1;
-  return grads[i] ? ndl_tensor_ptr(grads[i]) : NULL;
+/* The target's pointer, zeroed first when it is to be overwritten (beta 0); NULL: not needed. */
+static float *target_zeroed(const ndl_grad_target *t, int64_t n) {
+  if (t->ptr && t->beta == 0.0f) memset(t->ptr, 0, (size_t)n * sizeof(float));
+  return t->ptr;
 }
 
 typedef struct linear_bw_job {
@@ -201,20 +189,17 @@ static void linear_bw_task(void *arg, int64_t task) {
   if (task == 1 && j->db) add_column_sums(j->g, j->n, j->out, j->db);
 }
 
-static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_tensor **grads) {
-  ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
+static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg) {
+  ndl_tensor *x = node->src[0], *w = node->src[1];
   linear_bw_job j = {.ctx = ctx, .g = g, .n = node->shape[0], .out = node->shape[1]};
   ndl_tensor_init_view(&j.gt, (float *)g, 2, node->shape);
   j.wt = ndl_view_transposed(w);
   j.xt = ndl_view_transposed(x);
-  int fx, fw, fb;
-  j.dx = grad_target(ctx, x, grads, 0, &fx);
-  j.dw = grad_target(ctx, w, grads, 1, &fw);
-  j.db = grad_target(ctx, b, grads, 2, &fb);
-  if (ctx->status != NDL_OK) return;
-  j.beta_x = fx ? 0.0f : 1.0f;
-  j.beta_w = fw ? 0.0f : 1.0f;
-  if (j.db && fb) memset(j.db, 0, (size_t)j.out * sizeof(float));
+  j.dx = tg[0].ptr;
+  j.dw = tg[1].ptr;
+  j.beta_x = tg[0].beta;
+  j.beta_w = tg[1].beta;
+  j.db = target_zeroed(&tg[2], j.out);
   /* The two products run concurrently on two threads when both are needed; operands that would
    * need a contiguous copy (step-arena allocation, single-threaded), or a BLAS that is not
    * thread-safe, keep it sequential. */
@@ -241,7 +226,7 @@ NDL_SIMD_CLONES static void bn_backward_sums(const float *restrict g, const floa
       for (int64_t j = 0; j < d; j++) dw[j] += gr[j] * hr[j];
     if (s1)
       for (int64_t j = 0; j < d; j++) {
-        double dh = (double)(gr[j] * w[j]);
+        double dh = ndl_km_norm_dxhat(gr[j], w[j]);
         s1[j] += dh;
         s2[j] += dh * (double)hr[j];
       }
@@ -258,29 +243,26 @@ NDL_SIMD_CLONES static void norm_dx(const float *restrict g, const float *restri
     float *dr = dx + i * d;
     if (per_row) {
       float inv = invstd[i], m1 = sums[i] * inv_count, m2 = sums[ns + i] * inv_count;
-      for (int64_t j = 0; j < d; j++) dr[j] += inv * (gr[j] * w[j] - m1 - hr[j] * m2);
+      for (int64_t j = 0; j < d; j++) dr[j] += ndl_km_norm_dx(gr[j], w[j], hr[j], inv, m1, m2);
     } else {
       for (int64_t j = 0; j < d; j++)
-        dr[j] += invstd[j] * (gr[j] * w[j] - sums[j] * inv_count - hr[j] * (sums[ns + j] * inv_count));
+        dr[j] += ndl_km_norm_dx(gr[j], w[j], hr[j], invstd[j], sums[j] * inv_count, sums[ns + j] * inv_count);
     }
   }
 }
 
 /* Shared by both norms: dw, db as column sums; dx from the row (layernorm) or column (batchnorm)
  * sums s1 = sum dxhat and s2 = sum dxhat*xhat. */
-static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_tensor **grads) {
+static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg) {
   ndl_norm_state *s = node->aux;
   int batch = node->op == NDL_OP_BATCHNORM;
   int64_t n = node->shape[0], d = node->shape[1], ns = batch ? d : n;
   const float *w = norm_param(ctx, node->src[1], d, 1.0f);
-  int fw, fb, fx;
-  float *dw = grad_target(ctx, node->src[1], grads, 1, &fw), *db = grad_target(ctx, node->src[2], grads, 2, &fb);
-  int need_dx = node->src[0]->requires_grad;
+  int need_dx = tg[0].ptr != NULL;
   double *acc = need_dx ? ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(double)) : NULL;
   float *sums = need_dx ? ndl_ctx_alloc(ctx, (size_t)(2 * ns) * sizeof(float)) : NULL;
   if (!w || ctx->status != NDL_OK) return;
-  if (dw && fw) memset(dw, 0, (size_t)d * sizeof(float));
-  if (db && fb) memset(db, 0, (size_t)d * sizeof(float));
+  float *dw = target_zeroed(&tg[1], d), *db = target_zeroed(&tg[2], d);
   if (acc) memset(acc, 0, (size_t)(2 * ns) * sizeof(double));
   if (batch) {
     bn_backward_sums(g, s->xhat, w, n, d, dw, db, acc, acc ? acc + d : NULL);
@@ -288,7 +270,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
     bn_backward_sums(g, s->xhat, w, n, d, dw, db, NULL, NULL);
     for (int64_t i = 0; acc && i < n; i++)
       for (int64_t j = 0; j < d; j++) {
-        double dh = (double)(g[i * d + j] * w[j]);
+        double dh = ndl_km_norm_dxhat(g[i * d + j], w[j]);
         acc[i] += dh;
         acc[ns + i] += dh * (double)s->xhat[i * d + j];
       }
@@ -296,20 +278,16 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, ndl_te
   if (!need_dx) return;
   if (batch && s->allreduce && allreduce(ctx, s, acc, 2 * ns) != NDL_OK) return;
   for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)acc[k];
-  float *dx = grad_target(ctx, node->src[0], grads, 0, &fx);
-  if (!dx) return;
-  if (fx) memset(dx, 0, (size_t)(n * d) * sizeof(float));
+  float *dx = target_zeroed(&tg[0], n * d);
   norm_dx(g, s->xhat, w, s->invstd, sums, n, d, (float)(1.0 / (double)s->count), !batch, dx);
 }
 
-static void softmax_ce_backward(ndl_ctx *ctx, ndl_tensor *node, float g, ndl_tensor **grads) {
+static void softmax_ce_backward(ndl_tensor *node, float g, const ndl_grad_target *tg) {
   ndl_ce_state *s = node->aux;
   ndl_tensor *z = node->src[0];
   int64_t n = z->shape[0], c = z->shape[1];
-  int fresh;
-  float *dz = grad_target(ctx, z, grads, 0, &fresh);
+  float *dz = target_zeroed(&tg[0], n * c);
   if (!dz) return;
-  if (fresh) memset(dz, 0, (size_t)(n * c) * sizeof(float));
   float scale = (float)((double)g / s->denom);
   for (int64_t i = 0; i < n; i++) {
     for (int64_t j = 0; j < c; j++) dz[i * c + j] += scale * s->probs[i * c + j];
@@ -317,13 +295,13 @@ static void softmax_ce_backward(ndl_ctx *ctx, ndl_tensor *node, float g, ndl_ten
   }
 }
 
-void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads) {
+void ndl_cpu_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets) {
   const float *g = ndl_cpu_contiguous(ctx, node->adj);
   if (!g) return;
   switch (node->op) {
-    case NDL_OP_LINEAR: linear_backward(ctx, node, g, grads); break;
-    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: norm_backward(ctx, node, g, grads); break;
-    case NDL_OP_SOFTMAX_CE: softmax_ce_backward(ctx, node, g[0], grads); break;
+    case NDL_OP_LINEAR: linear_backward(ctx, node, g, targets); break;
+    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: norm_backward(ctx, node, g, targets); break;
+    case NDL_OP_SOFTMAX_CE: softmax_ce_backward(node, g[0], targets); break;
     default: NDL_ABORT("fused backward: op %s is not fused", ndl_op_name(node->op));
   }
 }
