@@ -15,7 +15,7 @@ struct ndl_profile {
   double last;       /* clock at the last phase change */
   int cur;           /* current phase */
   double window_start;
-  double syncbn_s, ar_wait_s, syncbn_calls, steps;
+  double syncbn_s, syncbn_wait_s, ar_wait_s, syncbn_calls, steps;
 };
 
 static const char *const keys[NDL_PROFILE_ITEMS] = {
@@ -24,7 +24,8 @@ static const char *const keys[NDL_PROFILE_ITEMS] = {
     [NDL_PROFILE_AR_XFER] = "allreduce_transfer", [NDL_PROFILE_SYNCBN] = "syncbn",
     [NDL_PROFILE_OPTIMIZER] = "optimizer",  [NDL_PROFILE_EVAL] = "eval",
     [NDL_PROFILE_CKPT] = "checkpoint",      [NDL_PROFILE_REST] = "rest",
-    [NDL_PROFILE_WALL] = "wall",            [NDL_PROFILE_SYNCBN_CALLS] = "syncbn_calls",
+    [NDL_PROFILE_WALL] = "wall",            [NDL_PROFILE_SYNCBN_WAIT] = "syncbn_wait",
+    [NDL_PROFILE_SYNCBN_CALLS] = "syncbn_calls",
     [NDL_PROFILE_STEPS] = "steps",
 };
 
@@ -41,7 +42,7 @@ double ndl_profile_clock(void) {
 
 static void reset(ndl_profile *p, double now) {
   for (int i = 0; i < SLOTS; i++) p->sec[i] = 0;
-  p->syncbn_s = p->ar_wait_s = p->syncbn_calls = p->steps = 0;
+  p->syncbn_s = p->syncbn_wait_s = p->ar_wait_s = p->syncbn_calls = p->steps = 0;
   p->window_start = p->last = now;
 }
 
@@ -67,12 +68,14 @@ void ndl_profile_enter(ndl_profile *p, int phase) {
 
 void ndl_profile_collective(ndl_profile *p, int syncbn, double total_s, double wait_s) {
   if (!p) return;
+  wait_s = wait_s < 0 ? 0 : wait_s > total_s ? total_s : wait_s;
   if (syncbn) {
     p->sec[p->cur] -= total_s; /* charged to syncbn instead when the phase is left */
     p->syncbn_s += total_s;
+    p->syncbn_wait_s += wait_s;
     p->syncbn_calls += 1;
   } else if (p->cur == NDL_PHASE_ALLREDUCE) {
-    p->ar_wait_s += wait_s < 0 ? 0 : wait_s > total_s ? total_s : wait_s;
+    p->ar_wait_s += wait_s;
   }
 }
 
@@ -95,6 +98,7 @@ void ndl_profile_take(ndl_profile *p, double out[NDL_PROFILE_ITEMS]) {
   double named = 0;
   for (int i = 0; i < NDL_PROFILE_REST; i++) named += out[i];
   out[NDL_PROFILE_REST] = nonneg(out[NDL_PROFILE_WALL] - named);
+  out[NDL_PROFILE_SYNCBN_WAIT] = nonneg(p->syncbn_wait_s);
   out[NDL_PROFILE_SYNCBN_CALLS] = p->syncbn_calls;
   out[NDL_PROFILE_STEPS] = p->steps;
   reset(p, now);

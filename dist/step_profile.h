@@ -21,8 +21,8 @@ typedef struct ndl_profile ndl_profile; /* opaque, owned by the caller; one thre
 /* A profile-only pseudo-phase: outside every named phase (step bookkeeping, progress bar). */
 #define NDL_PROFILE_OUTSIDE ((int)NDL_PHASE_COUNT)
 
-/* A window's figures, one double each: seconds for the first NDL_PROFILE_WALL + 1 items (rest =
- * wall minus the named ones, so the named ones plus rest sum to the wall), then counts. */
+/* A window's figures, one double each: seconds for the items up to NDL_PROFILE_SYNCBN_WAIT (rest =
+ * wall minus the named ones, so DATA..REST sum to the wall; syncbn_wait is part of syncbn), then counts. */
 typedef enum ndl_profile_item {
   NDL_PROFILE_DATA,      /* "data_wait": waiting for the loader's next batch */
   NDL_PROFILE_FORWARD,   /* "forward", without SyncBN collectives */
@@ -35,6 +35,7 @@ typedef enum ndl_profile_item {
   NDL_PROFILE_CKPT,      /* "checkpoint": checkpoint writes and reads */
   NDL_PROFILE_REST,      /* "rest": wall minus all of the above (output, bookkeeping) */
   NDL_PROFILE_WALL,      /* "wall": the window's length */
+  NDL_PROFILE_SYNCBN_WAIT, /* "syncbn_wait": of syncbn, the time until every rank's token came */
   NDL_PROFILE_SYNCBN_CALLS, /* "syncbn_calls" */
   NDL_PROFILE_STEPS,     /* "steps": forward passes of training steps */
   NDL_PROFILE_ITEMS

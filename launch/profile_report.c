@@ -84,7 +84,7 @@ void ndl_profile_report_json(const ndl_profile_report *r, char *buf, size_t cap)
   over_ranks(r->last, r->world, NDL_PROFILE_SYNCBN_CALLS, calls);
   size_t n = (size_t)snprintf(buf, cap, "{\"ranks\":%d,\"steps\":%.0f,\"syncbn_calls\":%.0f", r->world,
                               steps[2], calls[2]);
-  for (int i = 0; i <= NDL_PROFILE_WALL && n < cap; i++) {
+  for (int i = 0; i <= NDL_PROFILE_SYNCBN_WAIT && n < cap; i++) {
     double m[3];
     over_ranks(r->last, r->world, i, m);
     n += (size_t)snprintf(buf + n, cap - n, ",\"%s_s\":{\"min\":%.6f,\"mean\":%.6f,\"max\":%.6f}",
@@ -104,7 +104,7 @@ void ndl_profile_report_print(const ndl_profile_report *r, FILE *f) {
           r->world, r->world == 1 ? "" : "s", (long long)r->n_epochs, r->n_epochs == 1 ? "" : "s", steps[2],
           calls[2], steps[2] > 0 ? calls[2] / steps[2] : 0.0, r->n_epochs > 0 ? "per epoch" : "in all");
   fprintf(f, "profile: %-20s %10s %10s %10s %7s\n", "item", "min", "mean", "max", "%wall");
-  for (int i = 0; i <= NDL_PROFILE_WALL; i++) {
+  for (int i = 0; i <= NDL_PROFILE_SYNCBN_WAIT; i++) {
     double m[3];
     over_ranks(r->total, r->world, i, m);
     fprintf(f, "profile: %-20s %10.4f %10.4f %10.4f %7.1f\n", ndl_profile_key((ndl_profile_item)i), m[0] / per,

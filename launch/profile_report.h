@@ -34,7 +34,7 @@ void ndl_profile_report_begin(ndl_profile_report *r);
  * epoch > 0: the window is that epoch's (a row of the table); 0: a tail, added to the totals only. */
 ndl_status ndl_profile_report_window(ndl_profile_report *r, ndl_dist *d, int64_t epoch);
 /* The last window as a JSON object: {"ranks":W,"steps":S,"syncbn_calls":C,"data_wait_s":{"min":..,
- * "mean":..,"max":..},...,"wall_s":{...}} (seconds over ranks). Truncated to cap. */
+ * "mean":..,"max":..},...,"wall_s":{...},"syncbn_wait_s":{...}} (seconds over ranks). Truncated to cap. */
 void ndl_profile_report_json(const ndl_profile_report *r, char *buf, size_t cap);
 /* The end-of-run table: every "profile: " line to f. */
 void ndl_profile_report_print(const ndl_profile_report *r, FILE *f);

@@ -46,7 +46,7 @@ TEST(StepProfile, PhasesPartitionTheWindow) {
   sleep_s(0.01);
   ndl_profile_enter(p, NDL_PHASE_FORWARD);
   sleep_s(0.02);
-  ndl_profile_collective(p, 1, 0.005, 0.001); // a SyncBN collective inside forward
+  ndl_profile_collective(p, 1, 0.005, 0.001); // a SyncBN collective inside forward, 1 ms of waiting
   ndl_profile_enter(p, NDL_PHASE_BACKWARD);
   ndl_profile_collective(p, 1, 0.0, 0.0);
   ndl_profile_enter(p, NDL_PHASE_ALLREDUCE);
@@ -64,6 +64,7 @@ TEST(StepProfile, PhasesPartitionTheWindow) {
   EXPECT_EQ(f[NDL_PROFILE_SYNCBN_CALLS], 2);
   EXPECT_DOUBLE_EQ(f[NDL_PROFILE_SYNCBN], 0.005);
   EXPECT_DOUBLE_EQ(f[NDL_PROFILE_AR_WAIT], 0.003);
+  EXPECT_DOUBLE_EQ(f[NDL_PROFILE_SYNCBN_WAIT], 0.001);
   EXPECT_GE(f[NDL_PROFILE_DATA], 0.01);
   EXPECT_GE(f[NDL_PROFILE_FORWARD], 0.015);     // 20 ms less the 5 ms SyncBN
   EXPECT_LT(f[NDL_PROFILE_FORWARD], f[NDL_PROFILE_WALL] - 0.03);
@@ -149,6 +150,9 @@ Table parse_table(const std::string &out) {
 // Every timed item is there, min <= mean <= max, all >= 0, and the items sum to at most the wall.
 void check_stats(const std::map<std::string, Stat> &s, const std::string &where) {
   ASSERT_TRUE(s.count("wall")) << where;
+  ASSERT_TRUE(s.count("syncbn_wait")) << where;
+  EXPECT_GE(s.at("syncbn_wait").min, 0) << where;
+  EXPECT_LE(s.at("syncbn_wait").max, s.at("syncbn").max + 1e-6) << where; // a part of syncbn
   double sum_min = 0, sum_mean = 0, sum_max = 0;
   for (const char *k : kTimed) {
     ASSERT_TRUE(s.count(k)) << k << " missing in " << where;
