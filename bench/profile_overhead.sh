@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # profile_overhead.sh: what --profile costs. Runs the default ndl-train run (--epochs 1 --max-steps
 # STEPS) without and with --profile, alternately (off/on, then on/off, ...), PAIRS pairs, and prints
-# the median training-loop time (the --log epoch line's time_s) and process wall time of each, and the
-# overhead of the medians. Usage: bench/profile_overhead.sh [pairs=7] [steps=300] [build=build] [-- extra options]
+# the median training-loop time (the --log epoch line's time_s), process wall time and process CPU
+# time (user + system) of each, and the overhead of the medians. Usage: bench/profile_overhead.sh [pairs=7] [steps=300] [build=build] [-- extra options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pos=()
@@ -22,21 +22,23 @@ one() { # $1: off|on -> appends "epoch_time wall" to $out/$1
   shift
   [ "$mode" = on ] && flag=(--profile)
   t0=$(date +%s.%N)
-  "$build/launch/ndl-train" --data "$data" --epochs 1 --max-steps "$steps" --quiet --log "$out/log" "${flag[@]}" "$@" >"$out/stdout"
+  /usr/bin/time -f "%U %S" -o "$out/cpu" "$build/launch/ndl-train" --data "$data" --epochs 1 --max-steps "$steps" \
+    --quiet --log "$out/log" "${flag[@]}" "$@" >"$out/stdout"
   t1=$(date +%s.%N)
-  echo "$(grep -o '"time_s":[0-9.]*' "$out/log" | cut -d: -f2) $(echo "$t1 - $t0" | bc -l)" >>"$out/$mode"
+  echo "$(grep -o '"time_s":[0-9.]*' "$out/log" | cut -d: -f2) $(echo "$t1 - $t0" | bc -l)" \
+    "$(awk '{print $1 + $2}' "$out/cpu")" >>"$out/$mode"
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
 echo "run: ndl-train --epochs 1 --max-steps $steps --quiet $* [--profile], $pairs alternating pairs"
 for ((i = 0; i < pairs; i++)); do
   if ((i % 2 == 0)); then one off "$@"; one on "$@"; else one on "$@"; one off "$@"; fi
 done
-for k in 1 2; do
+for k in 1 2 3; do
   off=$(cut -d' ' -f$k "$out/off" | median)
   on=$(cut -d' ' -f$k "$out/on" | median)
-  name=$([ $k = 1 ] && echo "training loop" || echo "process wall ")
+  name=$(case $k in 1) echo "training loop";; 2) echo "process wall ";; *) echo "process CPU  ";; esac)
   printf "%s  off %.4f s  on %.4f s  (medians)  overhead %+.2f%%\n" "$name" "$off" "$on" \
     "$(echo "($on - $off) / $off * 100" | bc -l)"
 done
-echo "all runs (epoch time, wall): off: $(tr '\n' ';' <"$out/off")"
-echo "                              on: $(tr '\n' ';' <"$out/on")"
+echo "all runs (epoch time, wall, CPU): off: $(tr '\n' ';' <"$out/off")"
+echo "                                   on: $(tr '\n' ';' <"$out/on")"
