@@ -2,7 +2,9 @@
 # profile_overhead.sh: what --profile costs. Runs the default ndl-train run (--epochs 1 --max-steps
 # STEPS) without and with --profile, alternately (off/on, then on/off, ...), PAIRS pairs, and prints
 # the median training-loop time (the --log epoch line's time_s), process wall time and process CPU
-# time (user + system) of each, and the overhead of the medians. Usage: bench/profile_overhead.sh [pairs=7] [steps=300] [build=build] [-- extra options]
+# time (user + system) of each, and the overhead of the medians. NDL_LAUNCH prefixes every run
+# (NDL_LAUNCH="mpirun --oversubscribe --bind-to core -np 2": rank 0's epoch time, all ranks' CPU).
+# Usage: bench/profile_overhead.sh [pairs=7] [steps=300] [build=build] [-- extra ndl-train options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pos=()
@@ -12,6 +14,8 @@ pairs=${pos[0]:-7}
 steps=${pos[1]:-300}
 build=${pos[2]:-build}
 data=${NDL_DATA:-/usr/share/datasets/fashion-mnist}
+read -r -a launch <<<"${NDL_LAUNCH:-}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ -d "$build" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target ndl-train >/dev/null
 out=$(mktemp -d)
@@ -22,14 +26,14 @@ one() { # $1: off|on -> appends "epoch_time wall" to $out/$1
   shift
   [ "$mode" = on ] && flag=(--profile)
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$out/cpu" "$build/launch/ndl-train" --data "$data" --epochs 1 --max-steps "$steps" \
+  /usr/bin/time -f "%U %S" -o "$out/cpu" "${launch[@]}" "$build/launch/ndl-train" --data "$data" --epochs 1 --max-steps "$steps" \
     --quiet --log "$out/log" "${flag[@]}" "$@" >"$out/stdout"
   t1=$(date +%s.%N)
   echo "$(grep -o '"time_s":[0-9.]*' "$out/log" | cut -d: -f2) $(echo "$t1 - $t0" | bc -l)" \
     "$(awk '{print $1 + $2}' "$out/cpu")" >>"$out/$mode"
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
-echo "run: ndl-train --epochs 1 --max-steps $steps --quiet $* [--profile], $pairs alternating pairs"
+echo "run: ${NDL_LAUNCH:+$NDL_LAUNCH }ndl-train --epochs 1 --max-steps $steps --quiet $* [--profile], $pairs alternating pairs"
 for ((i = 0; i < pairs; i++)); do
   if ((i % 2 == 0)); then one off "$@"; one on "$@"; else one on "$@"; one off "$@"; fi
 done
