@@ -53,7 +53,8 @@ static void keep_row(ndl_profile_report *r, int64_t epoch) {
   if (r->n_epochs >= MAX_ROWS) return;
   if (r->n_epochs == r->cap) {
     int64_t cap = r->cap ? 2 * r->cap : 16;
-    double *rows = ndl_realloc(r->epochs, (size_t)r->cap * ITEMS * sizeof(double), (size_t)cap * ITEMS * sizeof(double));
+    size_t row = ITEMS * sizeof(double);
+    double *rows = ndl_realloc(r->epochs, (size_t)r->cap * row, (size_t)cap * row);
     if (rows) r->epochs = rows;
     int64_t *no = ndl_realloc(r->epoch_no, (size_t)r->cap * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
     if (no) r->epoch_no = no;
@@ -107,14 +108,15 @@ void ndl_profile_report_print(const ndl_profile_report *r, FILE *f) {
   for (int i = 0; i <= NDL_PROFILE_SYNCBN_WAIT; i++) {
     double m[3];
     over_ranks(r->total, r->world, i, m);
-    fprintf(f, "profile: %-20s %10.4f %10.4f %10.4f %7.1f\n", ndl_profile_key((ndl_profile_item)i), m[0] / per,
-            m[1] / per, m[2] / per, wall[1] > 0 ? 100.0 * m[1] / wall[1] : 0.0);
+    fprintf(f, "profile: %-20s %10.4f %10.4f %10.4f %7.1f\n", ndl_profile_key((ndl_profile_item)i),
+            m[0] / per, m[1] / per, m[2] / per, wall[1] > 0 ? 100.0 * m[1] / wall[1] : 0.0);
   }
   for (int64_t e = 0; e < r->n_epochs; e++) {
     const double *row = r->epochs + e * ITEMS;
     fprintf(f, "profile: epoch %lld", (long long)r->epoch_no[e]);
     for (int i = 0; i < ITEMS; i++)
-      fprintf(f, i < NDL_PROFILE_SYNCBN_CALLS ? " %s %.4f" : " %s %.0f", ndl_profile_key((ndl_profile_item)i), row[i]);
+      fprintf(f, i < NDL_PROFILE_SYNCBN_CALLS ? " %s %.4f" : " %s %.0f", ndl_profile_key((ndl_profile_item)i),
+              row[i]);
     fprintf(f, " (mean over ranks)\n");
   }
   fflush(f);

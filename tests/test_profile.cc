@@ -288,7 +288,8 @@ TEST_F(ProfileCli, MpiTwoRanksSyncBnCount) {
 // Rank 1 sleeps 2 s before joining step 3's gradient all-reduce: rank 0 waits for it there (its
 // allreduce wait is about 2 s, its transfer is not), and rank 1 itself waits for nobody.
 TEST_F(ProfileCli, MpiLateRankIsWait) {
-  RunResult r = run("--data " + data + " --batch-size 50 --epochs 1 --max-steps 6 --threads 1 --profile --log log.jsonl",
+  RunResult r = run("--data " + data + " --batch-size 50 --epochs 1 --max-steps 6 --threads 1 --profile "
+                    "--log log.jsonl",
                     mpirun(2, "-x NDL_FAULT=rank=1,step=3,action=slow,seconds=2,where=allreduce"));
   ASSERT_EQ(r.code, 0) << r.err;
   std::vector<std::string> ep = epoch_log_lines(dir + "/log.jsonl");
