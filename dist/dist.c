@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "dist/step_profile.h"
 #include "dist/step_watchdog.h"
 
 /* World size announced by a launcher: 0 = not launched, -1 = launched with an unknown size. */
@@ -97,6 +98,7 @@ void ndl_dist_set_next_deadline(ndl_dist *d, double seconds) {
   d->next_deadline_s = seconds;
 }
 void ndl_dist_set_watchdog(ndl_dist *d, struct ndl_watchdog *w) { d->watchdog = w; }
+void ndl_dist_set_profile(ndl_dist *d, struct ndl_profile *p) { d->profile = p; }
 
 static void vlog(const ndl_dist *d, const char *fmt, va_list ap) {
   char line[1024];
@@ -179,9 +181,9 @@ static void maybe_inject_fault(ndl_dist *d, const char *what) {
   for (;;) sleep(60);
 }
 
-/* Common entry of every collective with world > 1. */
-static ndl_status run(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, int64_t count,
-                      int root, const char *what) {
+/* Common entry of every collective with world > 1; syncbn marks SyncBN's for the profile. */
+static ndl_status run_as(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, int64_t count,
+                         int root, const char *what, int syncbn) {
   if (d->broken)
     return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
   d->seq++;
@@ -189,10 +191,21 @@ static ndl_status run(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, i
   d->next_deadline_s = 0;
   maybe_inject_fault(d, what);
   ndl_watchdog_collective(d->watchdog, d->deadline_s);
+  double t0 = d->profile ? ndl_profile_clock() : 0;
+  d->arrival_s = 0; /* dist_mpi.c notes when every token is in, with a profile */
   ndl_status st = ndl_dist_mpi_collective(d, op, buf, src, count, root, what);
+  if (d->profile && st == NDL_OK) {
+    double t1 = ndl_profile_clock();
+    ndl_profile_collective(d->profile, syncbn, t1 - t0, (d->arrival_s > 0 ? d->arrival_s : t1) - t0);
+  }
   ndl_watchdog_collective(d->watchdog, 0);
   if (st != NDL_OK) d->broken = 1;
   return st;
+}
+
+static ndl_status run(ndl_dist *d, ndl_dist_op op, void *buf, const void *src, int64_t count,
+                      int root, const char *what) {
+  return run_as(d, op, buf, src, count, root, what, 0);
 }
 
 ndl_status ndl_dist_allreduce_sum(ndl_dist *d, float *buf, int64_t n, const char *what) {
@@ -233,5 +246,8 @@ ndl_status ndl_dist_barrier(ndl_dist *d, const char *what) {
 }
 
 ndl_status ndl_dist_allreduce_cb(void *handle, double *buf, int64_t n) {
-  return ndl_dist_allreduce_sum_f64((ndl_dist *)handle, buf, n, "syncbn allreduce");
+  ndl_dist *d = handle;
+  NDL_ASSERT(d && n >= 0 && (buf || n == 0));
+  if (d->world == 1) return NDL_OK;
+  return run_as(d, NDL_DIST_SUM_F64, buf, NULL, n, 0, "syncbn allreduce", 1);
 }

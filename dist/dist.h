@@ -44,6 +44,10 @@ void ndl_dist_set_next_deadline(ndl_dist *d, double seconds);
 /* The step watchdog told when a collective starts and ends (NULL: none); step_watchdog.c calls it. */
 struct ndl_watchdog;
 void ndl_dist_set_watchdog(ndl_dist *d, struct ndl_watchdog *w);
+/* Time every collective into profile p (step_profile.h; NULL: stop): its total and its wait until
+ * every rank's arrival token was in; SyncBN's (ndl_dist_allreduce_cb) are marked as such. */
+struct ndl_profile;
+void ndl_dist_set_profile(ndl_dist *d, struct ndl_profile *p);
 /* NDL_FAULT with where=key: run the fault if it matches this rank, phase and step (label names the
  * phase in the NDL_FAULT line). The step watchdog calls it on every phase change. */
 void ndl_dist_fault_point(ndl_dist *d, const char *key, const char *label, int64_t step);

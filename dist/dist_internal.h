@@ -30,6 +30,8 @@ struct ndl_dist {
   double deadline_s;      /* of the running collective: timeout_s unless set_next_deadline */
   double next_deadline_s; /* 0: none */
   struct ndl_watchdog *watchdog; /* step watchdog to tell about collectives, or NULL */
+  struct ndl_profile *profile;   /* --profile: told every collective's time and wait, or NULL */
+  double arrival_s; /* with a profile: clock when every peer's token of the current collective was in (0: not yet) */
   int64_t step;
   int64_t seq;    /* number of the current collective, 1-based, equal on all ranks */
   int broken;     /* a collective failed: later ones fail at once, free skips MPI_Finalize */

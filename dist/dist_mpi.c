@@ -244,6 +244,14 @@ static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
                     waited, what, (long long)d->seq, (long long)d->step, ranks);
 }
 
+/* With a profile: note the moment every peer's token of the current collective is in. */
+static void note_arrival(ndl_dist *d) {
+  if (!d->profile || d->arrival_s > 0) return;
+  for (int p = 0; p < d->world; p++)
+    if (p != d->rank && d->mpi->arrived[p] < d->seq) return;
+  d->arrival_s = now_s();
+}
+
 /* Poll req until it completes or the deadline t0 + timeout passes: for the first 2 ms test and
  * yield the core (a step's collectives complete in microseconds, and an oversubscribed node lets
  * the peer run), then sleep growing from 20 to 200 us, so a long wait does not spin a core. */
@@ -254,6 +262,7 @@ static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char 
     NDL_MPI_CHECK(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE));
     ndl_status st = drain_tokens(d);
     if (st != NDL_OK) return st;
+    note_arrival(d);
     if (flag) return NDL_OK;
     double waited = now_s() - t0;
     if (waited >= d->deadline_s) return timeout_error(d, what, waited);

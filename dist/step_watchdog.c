@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "dist/dist.h"
+#include "dist/step_profile.h"
 
 #define COLLECTIVE_GRACE_S 5.0
 
@@ -65,6 +66,7 @@ struct ndl_watchdog {
   pthread_mutex_t mu; /* guards stop, for a prompt join */
   pthread_cond_t cv;
   int stop;
+  ndl_profile *profile; /* --profile: phase changes go there too (trainer thread only), or NULL */
 };
 
 static double now_s(void) {
@@ -151,11 +153,16 @@ ndl_status ndl_watchdog_start(ndl_watchdog **out, ndl_dist *d, double timeout_s)
 
 void ndl_watchdog_phase(ndl_watchdog *w, ndl_phase p, int64_t step, int64_t epoch) {
   if (!w) return;
+  if (w->profile) ndl_profile_enter(w->profile, (int)p);
   atomic_store_explicit(&w->step, step, memory_order_relaxed);
   atomic_store_explicit(&w->epoch, epoch, memory_order_relaxed);
   atomic_store_explicit(&w->phase, p, memory_order_relaxed);
   atomic_fetch_add_explicit(&w->beats, 1, memory_order_release);
   if (w->dist) ndl_dist_fault_point(w->dist, phases[p].key, phases[p].label, step);
+}
+
+void ndl_watchdog_set_profile(ndl_watchdog *w, ndl_profile *p) {
+  if (w) w->profile = p;
 }
 
 void ndl_watchdog_beat(ndl_watchdog *w) {

@@ -56,6 +56,9 @@ void ndl_watchdog_beat(ndl_watchdog *w);
 /* A collective with this deadline starts (deadline_s > 0) or ended (0): while one runs, the limit
  * is deadline_s + 5 s, so the collective's own timeout reports first. w NULL: no-op. */
 void ndl_watchdog_collective(ndl_watchdog *w, double deadline_s);
+/* Forward every phase change to profile p (--profile; NULL: stop), on the caller's thread. */
+struct ndl_profile;
+void ndl_watchdog_set_profile(ndl_watchdog *w, struct ndl_profile *p);
 /* Stop and join the thread, unregister from d, free; NULL is a no-op. */
 void ndl_watchdog_stop(ndl_watchdog *w);
 

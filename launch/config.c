@@ -34,6 +34,9 @@ static const char usage[] =
     "  --load FILE  --save FILE   weights (safetensors, PyTorch state_dict names)\n"
     "  --checkpoint-dir DIR  --checkpoint-every N  --resume DIR\n"
     "  --max-steps N  --eval-only  --log FILE  --log-steps  --timeout S 60  --quiet  --verbose  --help\n"
+    "  --profile              where each epoch's time went (data wait, forward, backward, all-reduce\n"
+    "                         wait/transfer, SyncBN, optimizer, eval, checkpoint, rest) over ranks,\n"
+    "                         printed at the end and in --log's epoch lines\n"
     "exit codes: 0 ok, 2 usage, 3 data, 4 checkpoint/weights, 5 distributed, 6 NaN/Inf loss\n";
 
 const char *ndl_config_usage(void) { return usage; }
@@ -180,7 +183,7 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
 static int set_flag(ndl_train_config *c, const char *opt) {
   static const char *const flags[] = {"--nesterov", "--sync-bn", "--no-sync-bn", "--needle-compat",
                                       "--no-shuffle", "--augment", "--eval-only", "--log-steps",
-                                      "--quiet", "--verbose"};
+                                      "--quiet", "--verbose", "--profile"};
   int k = -1;
   for (int i = 0; i < (int)(sizeof flags / sizeof flags[0]); i++)
     if (!strcmp(opt, flags[i])) k = i;
@@ -195,6 +198,7 @@ static int set_flag(ndl_train_config *c, const char *opt) {
     case 6: c->eval_only = 1; break;
     case 7: c->log_steps = 1; break;
     case 9: c->verbose = 1; break;
+    case 10: c->profile = 1; break;
     default: c->quiet = 1; break;
   }
   return 1;
@@ -214,6 +218,8 @@ static int check_combination(parse_state *ps, int argc, char **argv, const ndl_t
   static const char *const resnet_only[] = {"--hidden-dim", "--blocks"};
   if (c->checkpoint_every && !c->checkpoint_dir)
     return fail(ps, "%s: needs --checkpoint-dir DIR (checkpoints are written only there)%s", "--checkpoint-every", "");
+  if (c->profile && c->eval_only)
+    return fail(ps, "%s with --eval-only: it profiles training epochs, and nothing is trained%s", "--profile", "");
   if (c->save && c->eval_only)
     return fail(ps, "%s with --eval-only: nothing is trained, so there is nothing to save%s", "--save", "");
   for (int k = 0; k < 2; k++) {

@@ -40,6 +40,7 @@ typedef struct ndl_train_config {
   int64_t max_steps;        /* 0: no limit */
   int eval_only, log_steps, quiet;
   int verbose; /* --verbose: startup details (the BLAS kernel) on stderr */
+  int profile; /* --profile: where each epoch's time went (stdout table, --log "profile") */
   double timeout;
   int classes;
 } ndl_train_config;

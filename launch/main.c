@@ -12,6 +12,7 @@
 #include "launch/checkpoint.h"
 #include "launch/config.h"
 #include "launch/jsonlog.h"
+#include "launch/profile_report.h"
 #include "launch/threads.h"
 #include "launch/trainer.h"
 #include "launch/weights.h"
@@ -59,7 +60,8 @@ static int train_exit_code(ndl_status s) {
   }
 }
 
-static void print_epoch(ndl_trainer *t, double test_err, double test_loss) {
+/* profile: the epoch's --profile JSON object for the --log line, or NULL. */
+static void print_epoch(ndl_trainer *t, double test_err, double test_loss, const char *profile) {
   const ndl_epoch_metrics *m = &t->cur;
   double tr_err = m->seen ? (double)m->errors / (double)m->seen : 0.0;
   double tr_loss = m->seen ? m->loss_sum / (double)m->seen : 0.0;
@@ -72,10 +74,11 @@ static void print_epoch(ndl_trainer *t, double test_err, double test_loss) {
     ndl_jsonlog_line(t->log,
             "{\"epoch\":%lld,\"epochs\":%lld,\"step\":%lld,\"train_err\":%.6f,\"train_loss\":%.6f,"
             "\"test_err\":%.6f,\"test_loss\":%.6f,\"time_s\":%.4f,\"samples_per_s\":%.1f,"
-            "\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_bytes_per_step\":%lld}",
+            "\"ranks\":%d,\"allreduce_s\":%.4f,\"allreduce_bytes_per_step\":%lld%s%s}",
             (long long)t->epoch + 1, (long long)t->cfg.epochs, (long long)t->step, tr_err, tr_loss, test_err,
             test_loss, m->seconds, sps, t->world, m->allreduce_seconds,
-            t->world > 1 ? (long long)t->env.params.numel * 4 : 0LL);
+            t->world > 1 ? (long long)t->env.params.numel * 4 : 0LL, profile ? ",\"profile\":" : "",
+            profile ? profile : "");
   }
 }
 
@@ -95,7 +98,8 @@ static int fail_training(ndl_trainer *t, ndl_status s) {
   return code;
 }
 
-static int run(ndl_trainer *t, const ndl_train_config *cfg) {
+/* rep: --profile's report (NULL without): a window per epoch line and one at the end. */
+static int run(ndl_trainer *t, const ndl_train_config *cfg, ndl_profile_report *rep) {
   ndl_status s;
   int code = 0;
   if (cfg->eval_only) {
@@ -113,7 +117,10 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
     double err, loss;
     if ((s = ndl_trainer_evaluate(t, &t->test, &err, &loss)) != NDL_OK) return fail_training(t, s);
     ndl_watchdog_phase(t->wd, NDL_PHASE_OUTPUT, t->step, t->epoch + 1);
-    print_epoch(t, err, loss);
+    char prof[2048];
+    if (rep && (s = ndl_profile_report_window(rep, t->dist, t->epoch + 1)) != NDL_OK) return fail_training(t, s);
+    if (rep) ndl_profile_report_json(rep, prof, sizeof prof);
+    print_epoch(t, err, loss, rep ? prof : NULL);
     if (end == NDL_EPOCH_STOPPED) break;
     if (cfg->checkpoint_dir) {
       t->epoch++; /* the checkpoint resumes at the next epoch */
@@ -124,6 +131,8 @@ static int run(ndl_trainer *t, const ndl_train_config *cfg) {
   }
   ndl_watchdog_phase(t->wd, NDL_PHASE_OUTPUT, t->step, t->epoch);
   if (cfg->save && t->rank == 0 && ndl_weights_save(cfg->save, &t->env) != NDL_OK) code = report(EXIT_STATE, NULL);
+  if (rep && (s = ndl_profile_report_window(rep, t->dist, 0)) != NDL_OK) return fail_training(t, s);
+  if (rep && t->rank == 0) ndl_profile_report_print(rep, stdout);
   return agree_exit(t->dist, code); /* every rank ends with rank 0's --save outcome */
 }
 
@@ -175,12 +184,23 @@ int main(int argc, char **argv) {
     code = report(EXIT_STATE, "--resume");
   if (!code && cfg.log && ndl_dist_rank(dist) == 0 && ndl_jsonlog_open(cfg.log, cfg.resume != NULL, &t.log) != NDL_OK)
     code = report(EXIT_USAGE, "--log"); /* a resumed run appends */
+  ndl_profile_report rep = {0};
+  if (!code && cfg.profile && ndl_profile_report_init(&rep, ndl_dist_world(dist)) != NDL_OK) code = report(1, NULL);
   code = agree_exit(dist, code);
   if (!code && (s = ndl_trainer_sync_start(&t)) != NDL_OK) {
     if (ndl_dist_rank(dist) == 0) report(EXIT_DIST, NULL);
     code = EXIT_DIST;
   }
-  if (!code) code = run(&t, &cfg);
+  if (!code && rep.prof) { /* from here the watchdog's phases and dist's collectives are timed */
+    t.prof = rep.prof;
+    ndl_watchdog_set_profile(wd, rep.prof);
+    ndl_dist_set_profile(dist, rep.prof);
+    ndl_profile_report_begin(&rep);
+  }
+  if (!code) code = run(&t, &cfg, rep.prof ? &rep : NULL);
+  ndl_watchdog_set_profile(wd, NULL);
+  ndl_dist_set_profile(dist, NULL);
+  ndl_profile_report_free(&rep);
   if (t.log) fclose(t.log);
   ndl_watchdog_stop(wd);
   ndl_trainer_free(&t);

@@ -10,6 +10,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "dist/dist_check.h"
+#include "dist/step_profile.h"
 #include "launch/checkpoint.h"
 #include "launch/jsonlog.h"
 #include "launch/progress.h"
@@ -123,6 +124,7 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
   FIELD("--seed/--needle-compat", "%lld/%d", (long long)c->seed, c->needle_compat);
   FIELD("--no-shuffle/--augment/--sync-bn", "%d/%d/%d", !c->shuffle, c->augment, c->sync_bn != 0);
   FIELD("--checkpoint-every/--timeout", "%lld/%g", (long long)c->checkpoint_every, c->timeout);
+  FIELD("--profile", "%d", c->profile); /* its all-gathers run on every rank or none */
   FIELD("data sizes", "train %lld, test %lld", (long long)t->train.n, (long long)t->test.n);
   FIELD("--resume/resume state bytes", "%d/%zu", c->resume != NULL, ndl_resume_state_bytes());
 #undef FIELD
@@ -198,6 +200,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
                       (long long)b->index + 1);
   ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
   ndl_optim_step(t->opt);
+  ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* bookkeeping below: "rest" */
   t->step++;
   t->cur.loss_sum += (double)lv * (double)b->global_count;
   t->cur.errors += (int64_t)metrics[1];
@@ -233,6 +236,7 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
     if (ndl_trainer_checkpoint_due(t) && (st = ndl_trainer_checkpoint(t)) != NDL_OK) break;
   }
+  ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* the last data phase found no batch */
   if (st == NDL_OK && r >= 0 && t->cfg.max_steps && t->step >= t->cfg.max_steps) *end = NDL_EPOCH_STOPPED;
   t->cur.seconds += now_s() - start;
   ndl_progress_end(&bar);

@@ -44,6 +44,7 @@ typedef struct ndl_trainer {
   ndl_epoch_metrics cur; /* the current epoch's training sums */
   FILE *log;             /* --log, or NULL */
   ndl_watchdog *wd;      /* borrowed step watchdog (phases, heartbeats), or NULL */
+  struct ndl_profile *prof; /* borrowed --profile timer (the watchdog forwards the phases), or NULL */
 } ndl_trainer;
 
 /* Why a call stopped: finished the epoch, or hit --max-steps. */
