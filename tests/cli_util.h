@@ -92,6 +92,21 @@ inline std::string make_workspace(const std::string &prefix, std::string *data) 
   return dir;
 }
 
+// A fixture owning a fresh workspace (make_workspace: dir, and data/ in data), removed at teardown.
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  explicit WorkspaceTest(const char *prefix) : prefix_(prefix) {}
+  void SetUp() override { dir = make_workspace(prefix_, &data); }
+  void TearDown() override {
+    std::string cmd = "rm -rf '" + dir + "'";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+  }
+  std::string dir, data;
+
+ private:
+  std::string prefix_;
+};
+
 // Run a shell command with stdout and stderr captured into files under dir.
 inline RunResult run_shell(const std::string &cmd, const std::string &dir) {
   std::string out = dir + "/stdout", err = dir + "/stderr";

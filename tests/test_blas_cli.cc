@@ -27,19 +27,14 @@ using namespace ndl_cli;
 const std::string kClean =
     "env -u OPENBLAS_CORETYPE -u NDL_BLAS_AUTO -u NDL_BLAS_PRETEND_LOADED -u NDL_BLAS_SERIAL ";
 
-class BlasCli : public ::testing::Test {
+class BlasCli : public WorkspaceTest {
  protected:
-  void SetUp() override { dir = make_workspace("ndl_blas_", &data); }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir + "'";
-    ASSERT_EQ(system(cmd.c_str()), 0);
-  }
+  BlasCli() : WorkspaceTest("ndl_blas_") {}
   RunResult train(const std::string &env) {
     return run_shell(kClean + env + " " + NDL_TRAIN_BIN + " --quiet --verbose --data " + data +
                          " --epochs 1 --max-steps 4 --batch-size 50 --hidden-dim 32 --blocks 1 --threads 2",
                      dir);
   }
-  std::string dir, data;
 };
 
 // The kernel named in a "blas: ..., kernel NAME (HOW), ..." line (empty when missing).

@@ -105,14 +105,9 @@ void wipe(const std::string &dir) {
   for (auto &n : scan(dir).names) unlink((dir + "/" + n).c_str());
 }
 
-class CkptCrash : public ::testing::Test {
+class CkptCrash : public WorkspaceTest {
  protected:
-  void SetUp() override { dir = make_workspace("ndl_ckcrash_", &data); }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir + "'";
-    ASSERT_EQ(system(cmd.c_str()), 0);
-  }
-  std::string dir, data;
+  CkptCrash() : WorkspaceTest("ndl_ckcrash_") {}
 };
 
 TEST_F(CkptCrash, RandomKillsWhileCheckpointingResumeBitwiseOrRefuseCleanly) {

@@ -90,13 +90,9 @@ struct Editable {
   }
 };
 
-class CkptGuard : public ::testing::Test {
+class CkptGuard : public WorkspaceTest {
  protected:
-  void SetUp() override { dir = make_workspace("ndl_ckguard_", &data); }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir + "'";
-    ASSERT_EQ(system(cmd.c_str()), 0);
-  }
+  CkptGuard() : WorkspaceTest("ndl_ckguard_") {}
   // ndl-train under timeout(1): a hang is exit 124, not a stuck suite.
   RunResult run(const std::string &args) {
     return run_shell("timeout 60 " + std::string(NDL_TRAIN_BIN) + " --quiet " + args, dir);
@@ -119,7 +115,6 @@ class CkptGuard : public ::testing::Test {
     ed.write(d + "/ckpt-0000000007.safetensors");
     return d;
   }
-  std::string dir, data;
 };
 
 // Exit 4, exactly one stderr line "ndl-train: ..." containing `needle`.

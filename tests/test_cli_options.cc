@@ -39,13 +39,9 @@ namespace {
 
 using namespace ndl_cli;
 
-class CliOptions : public ::testing::Test {
+class CliOptions : public WorkspaceTest {
  protected:
-  void SetUp() override { dir = make_workspace("ndl_cliopt_", &data); }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir + "'";
-    ASSERT_EQ(system(cmd.c_str()), 0);
-  }
+  CliOptions() : WorkspaceTest("ndl_cliopt_") {}
   // ndl-train in dir (relative output names land there), under timeout(1) so a hang fails.
   RunResult run(const std::string &args, const std::string &prefix = "") {
     return run_shell("cd '" + dir + "' && " + prefix + "timeout 60 " + NDL_TRAIN_BIN + " --quiet " + args, dir);
@@ -53,7 +49,6 @@ class CliOptions : public ::testing::Test {
   RunResult train(const std::string &extra, const std::string &prefix = "") {
     return run("--data " + data + " --batch-size 50 --lr 0.01 " + extra, prefix);
   }
-  std::string dir, data;
 };
 
 void expect_failure(const RunResult &r, int code, const std::string &needle) {

@@ -179,17 +179,12 @@ std::vector<std::string> epoch_log_lines(const std::string &log) {
   return v;
 }
 
-class ProfileCli : public ::testing::Test {
+class ProfileCli : public WorkspaceTest {
  protected:
-  void SetUp() override { dir = make_workspace("ndl_profile_", &data); }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir + "'";
-    ASSERT_EQ(system(cmd.c_str()), 0);
-  }
+  ProfileCli() : WorkspaceTest("ndl_profile_") {}
   RunResult run(const std::string &args, const std::string &launcher = "") {
     return run_shell("cd '" + dir + "' && timeout 120 " + launcher + NDL_TRAIN_BIN + " --quiet " + args, dir);
   }
-  std::string dir, data;
 };
 
 // World 1, no mpirun: 2 epochs of 20 steps with a checkpoint every 5 steps.
