@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "core/alloc.h"
+#include "core/file_open.h"
 
 typedef struct idx_file {
   gzFile gz;
@@ -25,30 +26,17 @@ typedef struct idx_file {
 
 #define IDX_DEFLATE_MAX_RATIO 1032LL /* deflate never inflates one byte to more than this */
 
-static const char *file_kind(mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-  return "not a regular file";
-}
-
 /* Open a regular file: O_NONBLOCK so that a FIFO without writer cannot block open(). */
 static ndl_status idx_open(idx_file *f, const char *path) {
   f->path = path;
   f->gz = NULL;
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   struct stat sb;
-  int flags = fcntl(fd, F_GETFL);
-  if (fstat(fd, &sb) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-    int e = errno;
-    close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(e));
-  }
+  int fd = ndl_file_open_nonblocking(path, O_RDONLY, 0, &sb);
+  if (fd < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   if (!S_ISREG(sb.st_mode)) {
     close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot read: %s, expected a regular file", path, file_kind(sb.st_mode));
+    return ndl_errorf(NDL_ERR_IO, "%s: cannot read: %s, expected a regular file", path,
+                      ndl_file_kind(sb.st_mode));
   }
   f->size = (long long)sb.st_size;
   if (!(f->gz = gzdopen(fd, "rb"))) {

@@ -11,13 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *kind(mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-  return "not a regular file";
-}
+#include "core/file_open.h"
 
 /* Cut the file after its last newline (a line torn by an earlier crash); 0 on success. */
 static int cut_torn_line(int fd, off_t size) {
@@ -36,21 +30,16 @@ static int cut_torn_line(int fd, off_t size) {
 
 ndl_status ndl_jsonlog_open(const char *path, int append, FILE **out) {
   *out = NULL;
-  int fd = open(path, (append ? O_RDWR | O_APPEND : O_WRONLY) | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+  struct stat sb;
+  int fd = ndl_file_open_nonblocking(path, (append ? O_RDWR | O_APPEND : O_WRONLY) | O_CREAT, 0666, &sb);
   if (fd < 0)
     return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s", path,
                       errno == ENXIO ? "a FIFO, expected a regular file" : strerror(errno));
-  struct stat sb;
-  int flags = fcntl(fd, F_GETFL);
-  if (fstat(fd, &sb) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-    int e = errno;
-    close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s", path, strerror(e));
-  }
   int regular = S_ISREG(sb.st_mode);
   if (!regular && !S_ISCHR(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
     close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s, expected a regular file", path, kind(sb.st_mode));
+    return ndl_errorf(NDL_ERR_IO, "%s: cannot open for writing: %s, expected a regular file", path,
+                      ndl_file_kind(sb.st_mode));
   }
   if ((regular && (append ? cut_torn_line(fd, sb.st_size) : ftruncate(fd, 0)) != 0) ||
       !(*out = fdopen(fd, append ? "a" : "w"))) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/file_open.h"
 #include "core/tensor.h"
 #include "launch/st_json.h"
 
@@ -451,26 +452,14 @@ static ndl_status check_layout(const char *path, st_raw *raws, int n, int64_t bo
   return st;
 }
 
-static const char *file_kind(mode_t m) {
-  return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
-         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
-}
-
 /* Open without blocking (a FIFO with no writer would block a plain open) and accept regular files only. */
 static ndl_status open_regular(const char *path, FILE **out, struct stat *sb) {
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int fd = ndl_file_open_nonblocking(path, O_RDONLY, 0, sb);
   if (fd < 0) return ndl_errorf(NDL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  if (fstat(fd, sb) != 0) {
-    int err = errno;
-    close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
-  }
   if (!S_ISREG(sb->st_mode)) {
     close(fd);
-    return ndl_errorf(NDL_ERR_IO, "%s: not a regular file (%s)", path, file_kind(sb->st_mode));
+    return ndl_errorf(NDL_ERR_IO, "%s: not a regular file (%s)", path, ndl_file_kind(sb->st_mode));
   }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   *out = fdopen(fd, "rb");
   if (!*out) {
     int err = errno;
