@@ -229,9 +229,9 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
   ndl_status st = NDL_OK;
   int r = 0;
   /* --max-steps is checked before taking a batch, so a run resumed at or past it takes no step */
-  while (!(t->cfg.max_steps && t->step >= t->cfg.max_steps) &&
-         (ndl_watchdog_phase(t->wd, NDL_PHASE_DATA, t->step + 1, t->epoch + 1), 1) &&
-         (r = ndl_loader_next(t->loader, t->rank, t->world, &b)) == 1) {
+  while (!(t->cfg.max_steps && t->step >= t->cfg.max_steps)) {
+    ndl_watchdog_phase(t->wd, NDL_PHASE_DATA, t->step + 1, t->epoch + 1);
+    if ((r = ndl_loader_next(t->loader, t->rank, t->world, &b)) != 1) break;
     if ((st = train_step(t, &b)) != NDL_OK) break;
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
     if (ndl_trainer_checkpoint_due(t) && (st = ndl_trainer_checkpoint(t)) != NDL_OK) break;
