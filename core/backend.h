@@ -22,14 +22,23 @@ typedef struct ndl_norm_state {
   int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
   ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
   void *handle;
-  float *xhat, *invstd, *mean, *var;
+  float *xhat, *invstd, *mean, *var; /* backend memory (the data arena), like the tensors */
+  /* batchnorm: when running_mean is non-NULL, forward folds the batch statistics into
+   * running_mean/running_var (backend memory, d floats each) with this momentum, needle's rule:
+   * r = (1 - momentum) * r + momentum * batch (biased var); skipped for a 0-row global batch. */
+  float *running_mean, *running_var;
+  float momentum;
   ndl_status status;          /* failure of an all-reduce during compute */
 } ndl_norm_state;
 
 typedef struct ndl_ce_state {
-  int32_t *labels;
+  int32_t *labels; /* backend memory, validated in [0, C) by the caller (data sets are checked once) */
   double denom;
-  float *probs;
+  float *probs;    /* backend memory */
+  /* When non-NULL (backend memory, 2 doubles): forward adds the sum of the rows' losses
+   * (logsumexp - z[label], not divided by denom) to sums[0] and the number of rows whose first
+   * arg-max differs from the label to sums[1], so a trainer reads its epoch metrics once. */
+  double *sums;
 } ndl_ce_state;
 
 /* Where a fused backward writes the gradient of input i: ptr (contiguous, numel of the input)
@@ -83,10 +92,26 @@ typedef struct ndl_backend {
   void (*sync)(void);                  /* wait for queued work (no-op on the CPU) */
   /* One optimizer update over the flat buffers (optim.c calls it). */
   void (*optim_update)(const ndl_optim_update *u);
+  /* ---- device-resident data (all pointers in this backend's memory) ---- */
+  /* One batch from a data set held on the device: for i < n, dst[i,:] = src[idx[i],:] (rows of
+   * row_len floats) and dst_labels[i] = labels[idx[i]]. */
+  void (*gather_batch)(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
+                       const int64_t *idx, int64_t n, int64_t row_len);
+  /* ---- step replay (NULL on backends without it, e.g. the CPU) ---- */
+  /* Start recording the work queued on the backend's stream instead of running it; 0 on success. */
+  int (*graph_begin)(void);
+  /* Stop recording; returns an executable graph handle, or NULL when capture failed. */
+  void *(*graph_end)(void);
+  /* Queue one replay of a recorded graph; 0 on success. */
+  int (*graph_replay)(void *graph);
+  void (*graph_free)(void *graph);
 } ndl_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops). */
 const ndl_backend *ndl_backend_cpu(void);
+/* The CUDA backend (cuBLAS + kernels on one stream of the current device), or NULL when this build
+ * has none (NDL_CUDA off) or no GPU is visible; *why (may be NULL) gets a one-line reason then. */
+const ndl_backend *ndl_backend_cuda(const char **why);
 /* The backend that owns memory of device d; NULL when this build has none for it. */
 const ndl_backend *ndl_backend_for(ndl_device d);
 
