@@ -1,5 +1,6 @@
 /* dataset.c: MNIST-style dataset from IDX files: locates the image and label files of a split
- * (raw preferred, else .gz), reads them with data/idx, and cross-checks counts and label range.
+ * (raw preferred, else .gz), reads them with data/idx, and cross-checks counts and label range;
+ * ndl_dataset_load picks IDX or CIFAR-10 (data/cifar) by the files of the directory.
  * Leaves out: any transform (data/transforms) and batching (data/loader). */
 #include "data/dataset.h"
 
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "data/cifar.h"
 #include "data/idx.h"
 
 /* Fill path with <dir>/<stem> or <dir>/<stem>.gz, whichever exists (raw first). */
@@ -69,6 +71,20 @@ ndl_status ndl_mnist_load(const char *dir, const char *split, int32_t num_classe
   d.num_classes = num_classes;
   *out = d;
   return NDL_OK;
+}
+
+ndl_status ndl_dataset_load(const char *dir, const char *split, int32_t num_classes, ndl_dataset *out) {
+  char stem[64], path[4096], sub[4096];
+  struct stat st;
+  snprintf(stem, sizeof stem, "%s-images-idx3-ubyte", split ? split : "");
+  for (int gz = 0; gz < 2; gz++) { /* IDX first: a directory with the split's images file is IDX */
+    int len = snprintf(path, sizeof path, "%s/%s%s", dir, stem, gz ? ".gz" : "");
+    if (len > 0 && (size_t)len < sizeof path && stat(path, &st) == 0) return ndl_mnist_load(dir, split, num_classes, out);
+  }
+  if (ndl_cifar_present(dir)) return ndl_cifar_load(dir, split, num_classes, out);
+  int len = snprintf(sub, sizeof sub, "%s/cifar-10-batches-bin", dir);
+  if (len > 0 && (size_t)len < sizeof sub && ndl_cifar_present(sub)) return ndl_cifar_load(sub, split, num_classes, out);
+  return ndl_mnist_load(dir, split, num_classes, out);
 }
 
 void ndl_dataset_free(ndl_dataset *d) {

@@ -1,5 +1,6 @@
 /* dataset.h: an in-memory labelled image set (n samples of rows x cols x channels floats, int32
- * labels) and the MNIST loader that fills one from a directory of IDX files. */
+ * labels), the MNIST loader that fills one from a directory of IDX files, and the loader that picks
+ * IDX or CIFAR-10 (data/cifar.h) by the files a directory holds. */
 #ifndef NDL_DATA_DATASET_H
 #define NDL_DATA_DATASET_H
 
@@ -24,6 +25,11 @@ typedef struct ndl_dataset {
  * when only that exists; the content decides how it is decoded). split is "train" or "t10k".
  * Checks image count == label count and every label < num_classes. On failure *out is zeroed. */
 ndl_status ndl_mnist_load(const char *dir, const char *split, int32_t num_classes, ndl_dataset *out);
+
+/* Load split "train" or "t10k" of dir in whichever format it holds: IDX (ndl_mnist_load) when the
+ * split's images file is there, else CIFAR-10 binary (data/cifar) when any of its batch files is in
+ * dir or in dir/cifar-10-batches-bin (what the tarball unpacks to), else IDX's missing-file error. */
+ndl_status ndl_dataset_load(const char *dir, const char *split, int32_t num_classes, ndl_dataset *out);
 
 /* Release images and labels and zero the struct; NULL or a zeroed struct is a no-op. */
 void ndl_dataset_free(ndl_dataset *d);

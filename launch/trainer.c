@@ -59,11 +59,11 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dis
   t->world = dist ? ndl_dist_world(dist) : 1;
   ndl_status st;
   if (load_data && !cfg->eval_only) {
-    st = ndl_mnist_load(cfg->data_dir, "train", cfg->classes, &t->train);
+    st = ndl_dataset_load(cfg->data_dir, "train", cfg->classes, &t->train);
     if (st != NDL_OK) return st;
   }
   if (load_data) {
-    st = ndl_mnist_load(cfg->data_dir, "t10k", cfg->classes, &t->test);
+    st = ndl_dataset_load(cfg->data_dir, "t10k", cfg->classes, &t->test);
     if (st != NDL_OK) return st;
   }
   int64_t input_dim = 784;
