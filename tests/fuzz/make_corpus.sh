@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cor=$here/corpus reg=$here/regressions
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$cor"/{fuzz_idx,fuzz_safetensors,fuzz_resume} "$reg"/{fuzz_idx,fuzz_safetensors,fuzz_resume}
+mkdir -p "$cor"/{fuzz_idx,fuzz_safetensors,fuzz_resume,fuzz_cifar} "$reg"/{fuzz_idx,fuzz_safetensors,fuzz_resume,fuzz_cifar}
 
 # 1. Data: 16 training and 8 test images of 8x8 pixels, labels i % 10 (train raw, t10k gzip).
 python3 - "$cor/fuzz_idx" <<'PY'
@@ -88,5 +88,22 @@ save(f"{res}/weights-name-newline.safetensors", head, body + b"\0")
 # the reader's own messages quote tensor names too (here: an unknown dtype)
 save(f"{reg}/fuzz_safetensors/name-newline-bad-dtype.safetensors",
      {"x\nndl-train: forged line": {"dtype": "F16", "shape": [], "data_offsets": [0, 2]}}, b"\0\0")
+PY
+# 4. CIFAR-10 (fuzz_cifar): seeds of 1 and 2 records (labels 0..9, a pixel ramp per channel), and the
+#    reader's error cases as regression inputs (truncated record, label 10 and 255, empty, 1 byte).
+python3 - "$cor/fuzz_cifar" "$reg/fuzz_cifar" <<'PY'
+import sys
+cor, reg = sys.argv[1], sys.argv[2]
+def record(label, seed):
+    return bytes([label]) + bytes((seed * 7 + c * 31 + p * 3) % 256 for c in range(3) for p in range(1024))
+open(f"{cor}/one-record.bin", "wb").write(record(3, 1))
+open(f"{cor}/two-records.bin", "wb").write(record(0, 2) + record(9, 3))
+two = record(1, 4) + record(2, 5)
+open(f"{reg}/truncated-record.bin", "wb").write(two[:-1])
+open(f"{reg}/extra-byte.bin", "wb").write(two + b"\0")
+open(f"{reg}/label-10.bin", "wb").write(record(1, 6) + record(10, 7))
+open(f"{reg}/label-255.bin", "wb").write(record(255, 8))
+open(f"{reg}/empty.bin", "wb").write(b"")
+open(f"{reg}/one-byte.bin", "wb").write(b"\x05")
 PY
 du -sh "$cor" "$reg"
