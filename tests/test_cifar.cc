@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "data/cifar.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "data/transforms.h"
 
 #ifndef NDL_TRAIN_BIN
@@ -244,6 +245,46 @@ TEST_F(Cifar, CropAndFlipMoveAllThreeChannelsTogether) {
       }
   ndl_free(px);
   ndl_free(lab);
+}
+
+// The loader's --augment on a CIFAR-10 set: each sample is its record shifted by the drawn (dh, dw)
+// and mirrored when drawn, per channel, computed here from the record bytes (the draws replayed).
+TEST_F(Cifar, LoaderAugmentOnThreeChannels) {
+  put("test_batch.bin", records(6));
+  ndl_dataset ds;
+  ASSERT_EQ(ndl_dataset_load(dir.c_str(), "t10k", 10, &ds), NDL_OK) << ndl_last_error();
+  ndl_rng rng, replay;
+  ndl_rng_seed(&rng, 7);
+  ndl_rng_seed(&replay, 7);
+  ndl_loader_config cfg = {3, 0, 1, 0};
+  ndl_loader *l = nullptr;
+  ASSERT_EQ(ndl_loader_new(&ds, &cfg, &rng, &l), NDL_OK) << ndl_last_error();
+  ndl_loader_epoch_begin(l);
+  ndl_batch b;
+  int flips = 0, shifted = 0;
+  while (ndl_loader_next(l, 0, 1, &b) == 1) {
+    ASSERT_EQ(b.rows * b.cols * b.channels, 3072);
+    ASSERT_EQ(b.channels, 3);
+    for (int64_t s = 0; s < b.local_count; s++) {
+      int dh = (int)ndl_rng_randint(&replay, -4, 5), dw = (int)ndl_rng_randint(&replay, -4, 5);
+      bool flip = ndl_rng_rand(&replay) < 0.5;
+      flips += flip;
+      shifted += dh != 0 || dw != 0;
+      int i = (int)b.indices[s];
+      for (int h = 0; h < 32; h++)
+        for (int w = 0; w < 32; w++)
+          for (int c = 0; c < 3; c++) {
+            int sw = flip ? 31 - w : w, h0 = h + dh, w0 = sw + dw;
+            float want = h0 >= 0 && h0 < 32 && w0 >= 0 && w0 < 32 ? expected_pixel(i, c, h0, w0) : 0.0f;
+            ASSERT_EQ(b.images[s * 3072 + (h * 32 + w) * 3 + c], want)
+                << "sample " << i << " h " << h << " w " << w << " c " << c << " dh " << dh << " dw " << dw;
+          }
+    }
+  }
+  EXPECT_GT(flips, 0);
+  EXPECT_GT(shifted, 0);
+  ndl_loader_free(l);
+  ndl_dataset_free(&ds);
 }
 
 // ---------------------------------------------------------------- ndl-train --data CIFAR-10 DIR
