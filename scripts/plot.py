@@ -100,6 +100,18 @@ def profile_means(epochs):
     return out
 
 
+def running_mean(y, win):
+    """Means of every win consecutive values (len(y) - win + 1 of them)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(y):
+        acc += v
+        if i >= win:
+            acc -= y[i - win]
+        if i >= win - 1:
+            out.append(acc / win)
+    return out
+
+
 def parse_size(s):
     try:
         w, h = (int(x) for x in s.lower().split("x"))
@@ -144,23 +156,29 @@ def plot(runs, out, size, title):
         c = colors[k % len(colors)]
         ep = [e["epoch"] for e in r["epochs"]]
         if r["epochs"]:
-            for key, style, what in (("train", "-", "train"), ("test", "--", "test")):
+            for key, style in (("train", "-"), ("test", "--")):  # the legend names the run once
+                label = r["label"] if key == "train" else None
                 axes["loss"].plot(ep, [e[key + "_loss"] for e in r["epochs"]], style, color=c, marker="o",
-                                  markersize=3, label=f"{r['label']} {what}")
+                                  markersize=3, label=label)
                 axes["error"].plot(ep, [e[key + "_err"] for e in r["epochs"]], style, color=c, marker="o",
-                                   markersize=3, label=f"{r['label']} {what}")
+                                   markersize=3, label=label)
             axes["speed"].plot(ep, [e["samples_per_s"] for e in r["epochs"]], "-", color=c, marker="o",
                                markersize=3, label=r["label"])
         if r["steps"]:
-            axes["steps"].plot([s["step"] for s in r["steps"]], [s["loss"] for s in r["steps"]], "-",
-                               color=c, linewidth=0.8, label=r["label"])
+            x, y = [s["step"] for s in r["steps"]], [s["loss"] for s in r["steps"]]
+            win = max(1, len(y) // 60)
+            if win > 1:  # the raw losses faint, their running mean over win steps drawn over them
+                axes["steps"].plot(x, y, "-", color=c, linewidth=0.5, alpha=0.25)
+            axes["steps"].plot(x[win - 1:], running_mean(y, win), "-", color=c, linewidth=1.2,
+                               label=r["label"] + (f" (mean of {win})" if win > 1 else ""))
     if has_epochs:
         axes["loss"].set(title="loss per sample (train solid, test dashed)", xlabel="epoch", ylabel="loss")
         axes["error"].set(title="error rate (train solid, test dashed)", xlabel="epoch", ylabel="error")
         axes["speed"].set(title="training throughput", xlabel="epoch", ylabel="samples/s")
         axes["speed"].set_ylim(bottom=0)
     if has_steps:
-        axes["steps"].set(title="loss per step (--log-steps)", xlabel="optimizer step", ylabel="loss")
+        axes["steps"].set(title="loss per step (--log-steps)", xlabel="optimizer step", ylabel="loss (log scale)")
+        axes["steps"].set_yscale("log")
     if has_profile:
         ax = axes["profile"]
         prof = [r for r in runs if r["profile"]]
