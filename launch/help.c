@@ -114,7 +114,7 @@ static const entry exit_codes[] = {
     {"1", "internal failure: out of memory, a thread that could not start", NULL},
     {"2", "usage: unknown option, bad or missing value, options in conflict, unwritable --log", NULL},
     {"3", "data: --data directory or IDX file missing or malformed (the message names the file)", NULL},
-    {"4", "weights or checkpoint: --load/--resume file bad or mismatched, --save or a checkpoint failed",
+    {"4", "weights/checkpoint file bad or mismatched, --checkpoint-dir unusable, --save/checkpoint failed",
      NULL},
     {"5", "distributed: a rank died or stalled, ranks disagree, --timeout passed, bad NDL_FAULT", NULL},
     {"6", "the loss became NaN or Inf (the message names the step)", NULL},
