@@ -11,35 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "launch/help.h"
 #include "nn/models.h"
 
 #define MAX_THREADS 64   /* core/threadpool.c runs at most this many threads */
 #define MAX_CLASSES 256  /* labels are uint8 (data/idx.h) */
-
-static const char usage[] =
-    "usage: ndl-train [options]            (or: mpirun -np N ndl-train [options])\n"
-    "  --data DIR             IDX files (train-/t10k-images-idx3-ubyte[.gz], ...); default $NDL_DATA,\n"
-    "                         else /usr/share/datasets/fashion-mnist\n"
-    "  --epochs N             10            --batch-size N     100 (global batch)\n"
-    "  --optimizer NAME       sgd|adam|adamw|rmsprop (adam)\n"
-    "  --lr X 0.001  --momentum X 0  --weight-decay X 0.001  --nesterov\n"
-    "  --model NAME           mlpresnet|mlp (mlpresnet)\n"
-    "  --hidden-dim N 100  --blocks N 3  --drop-prob X 0.1  --norm batch|layer|none (batch)\n"
-    "  --hidden-dims A,B,...  100,100 (mlp)   --weight-scale X 1e-2 (mlp)   --reg X 0 (L2 on weights)\n"
-    "  --classes N            10 (at most 256)\n"
-    "  --sync-bn | --no-sync-bn   synchronized BatchNorm (on when N > 1)\n"
-    "  --needle-compat        seed 4 before building the model and at every epoch start\n"
-    "  --seed N 0  --no-shuffle  --augment (RandomCrop(4) + RandomFlipHorizontal)\n"
-    "  --device cpu|cuda      --threads N (cores / local ranks, at most 64)\n"
-    "  --load FILE  --save FILE   weights (safetensors, PyTorch state_dict names)\n"
-    "  --checkpoint-dir DIR  --checkpoint-every N  --resume DIR\n"
-    "  --max-steps N  --eval-only  --log FILE  --log-steps  --timeout S 60  --quiet  --verbose  --help\n"
-    "  --profile              where each epoch's time went (data wait, forward, backward, all-reduce\n"
-    "                         wait/transfer, SyncBN, optimizer, eval, checkpoint, rest) over ranks,\n"
-    "                         printed at the end and in --log's epoch lines\n"
-    "exit codes: 0 ok, 2 usage, 3 data, 4 checkpoint/weights, 5 distributed, 6 NaN/Inf loss\n";
-
-const char *ndl_config_usage(void) { return usage; }
 
 void ndl_config_defaults(ndl_train_config *c) {
   memset(c, 0, sizeof *c);
@@ -236,10 +212,9 @@ int ndl_config_parse(int argc, char **argv, ndl_train_config *c, char *err, int 
   for (int i = 1; i < argc; i++) {
     char opt[64];
     const char *arg = argv[i], *val = NULL, *eq = strchr(arg, '=');
-    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-      fputs(usage, stdout);
-      return 1;
-    }
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return ndl_help_print(stdout), 1; /* launch/help.c */
+    if (!strcmp(arg, "--help-man")) return ndl_help_man(stdout), 1;
+    if (!strcmp(arg, "--version")) return ndl_help_version(stdout), 1;
     if (strncmp(arg, "--", 2) != 0) return fail(&ps, "%s%s: unexpected argument (options start with --)", arg, "");
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     if (len >= sizeof opt) return fail(&ps, "%s%s: unknown option", arg, "");

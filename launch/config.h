@@ -1,5 +1,5 @@
 /* config.h: the ndl-train options of SPEC §4 as one struct, their defaults, the parser and the
- * usage text. Parsing never exits: it reports a usage error with a one-line message. */
+ * --help dispatch (the text: help.h). Parsing never exits: it reports a usage error with a one-line message. */
 #ifndef NDL_CONFIG_H
 #define NDL_CONFIG_H
 
@@ -48,12 +48,9 @@ typedef struct ndl_train_config {
 /* Fill the SPEC defaults (data dir from $NDL_DATA, else /usr/share/datasets/fashion-mnist). */
 void ndl_config_defaults(ndl_train_config *c);
 
-/* Parse argv into c. Returns 0 on success, 1 when --help was given (usage printed to stdout),
- * 2 on a usage error (one-line message in err). Strings point into argv. */
+/* Parse argv into c. Returns 0 on success, 1 when --help, --help-man or --version was given (its
+ * text printed to stdout), 2 on a usage error (one-line message in err). Strings point into argv. */
 int ndl_config_parse(int argc, char **argv, ndl_train_config *c, char *err, int errlen);
-
-/* The usage text. */
-const char *ndl_config_usage(void);
 
 #ifdef __cplusplus
 }

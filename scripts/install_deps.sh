@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libgtest-dev zlib1g-dev libopenblas-dev
       dataset-fashion-mnist python3 iproute2
       clang libclang-rt-14-dev llvm-14  # tests/fuzz: clang, libFuzzer + sanitizer runtimes, llvm-symbolizer
+      python3-matplotlib  # scripts/plot.py (training curves as a PNG)
       "$@")
 missing=()
 for p in "${pkgs[@]}"; do
