@@ -26,7 +26,7 @@ typedef struct group {
 #define END {NULL, NULL, NULL}
 
 static const entry data_opts[] = {
-    {"--data DIR", "the data set: Fashion-MNIST/MNIST IDX files or CIFAR-10 binary batches", "$NDL_DATA, else /usr/share/datasets/fashion-mnist"},
+    {"--data DIR", "IDX or CIFAR-10 files", "$NDL_DATA, else /usr/share/datasets/fashion-mnist"},
     {"--batch-size N", "the global batch: the ranks split every batch between them", "100"},
     {"--classes N", "labels must be below N (at most 256)", "10"},
     {"--no-shuffle", "keep the file order (default: a new permutation every epoch)", NULL},
@@ -113,7 +113,7 @@ static const entry exit_codes[] = {
     {"0", "success", NULL},
     {"1", "internal failure: out of memory, a thread that could not start", NULL},
     {"2", "usage: unknown option, bad or missing value, options in conflict, unwritable --log", NULL},
-    {"3", "data: --data directory, IDX or CIFAR-10 file missing or malformed (the message names the file)", NULL},
+    {"3", "data: a --data file missing or malformed, IDX or CIFAR-10 (the message names it)", NULL},
     {"4", "weights/checkpoint file bad or mismatched, --checkpoint-dir unusable, --save/checkpoint failed",
      NULL},
     {"5", "distributed: a rank died or stalled, ranks disagree, --timeout passed, bad NDL_FAULT", NULL},
