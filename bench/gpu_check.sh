@@ -137,8 +137,9 @@ if [ -n "$nvcc" ]; then
       note "$lib: neither the toolkit nor a pip wheel has lib$lib.so and $hdr"
       continue
     fi
-    for f in "$(dirname "$so")"/lib*.so.*; do ln -sf "$f" "$shim/lib/$(basename "$f" | sed 's/\.so\..*/.so/')"; done
-    for f in "$(dirname "$inc")"/*; do ln -sf "$f" "$shim/include/"; done
+    # only this library's files (a CUDA 13 wheel folder may hold other runtimes, e.g. its own cudart)
+    for f in "$(dirname "$so")"/lib"$lib"*.so.*; do ln -sf "$f" "$shim/lib/$(basename "$f" | sed 's/\.so\..*/.so/')"; done
+    for f in "$(dirname "$inc")"/"$lib"*; do ln -sf "$f" "$shim/include/"; done
     export LD_LIBRARY_PATH=$(dirname "$so"):$LD_LIBRARY_PATH
     note "$lib: from the pip wheel in $(dirname "$(dirname "$so")")"
   done
