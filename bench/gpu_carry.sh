@@ -92,4 +92,6 @@ mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 say "$carry: $(mib "$carry_b") MiB (prefix.tar.xz $(mib "$(stat -c %s "$carry/prefix.tar.xz")") MiB);" \
     "working tree $(mib "$tree_b") MiB; together $(mib $((carry_b + tree_b))) of $limit_mib MiB"
 [ $((carry_b + tree_b)) -le $((limit_mib * 1048576)) ] || die "over the $limit_mib MiB a device run carries"
+git check-ignore -q "$carry/prefix.tar.xz" 2>/dev/null ||
+  say "note: $carry/ is not ignored by git here: add /$carry/ to .gitignore (carry names ignored paths)"
 say "ready: on the device run \`bash bench/gpu_check.sh\` with carry [\"$carry\"]"
