@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -261,6 +262,47 @@ TEST(Fenced, TensorGetAndCopyOutGoThroughTheVtable) {
   ndl_fenced_backend()->copy(out.data(), ndl_tensor_ptr(c), 6 * sizeof(float), NDL_COPY_D2H);
   EXPECT_EQ(out, std::vector<float>({1, 4, 2, 5, 3, 6}));
   ndl_ctx_free(ctx);
+}
+
+// A checkpoint's optimizer state enters through the host mirror and is pushed (ndl_optim_load_state);
+// a step then runs on the device from it, as on the CPU.
+TEST(Fenced, OptimizerStateLoadsThroughTheMirror) {
+  std::vector<float> after[2];
+  const ndl_backend *bes[2] = {ndl_backend_cpu(), ndl_fenced_backend()};
+  for (int k = 0; k < 2; k++) {
+    ndl_params p;
+    ndl_params_init_on(&p, 1, bes[k]->device);
+    int64_t n = 50;
+    ndl_tensor *w = ndl_params_add(&p, "w", 1, &n);
+    ASSERT_NE(w, nullptr);
+    for (int64_t i = 0; i < n; i++) p.host[i] = 0.01f * (float)i;
+    ndl_params_push(&p);
+    ndl_optim *o = ndl_optim_adam_new(&p, 0.01, 0.9, 0.999, 1e-8, 0);
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(ndl_fenced_owns(o->state), k == 1);
+    std::vector<float> st((size_t)(2 * n));
+    for (size_t i = 0; i < st.size(); i++) st[i] = 0.001f * (float)(i + 1);
+    ASSERT_EQ(ndl_optim_load_state(o, st.data(), 2 * n, 7), NDL_OK) << ndl_last_error();
+    std::vector<float> g((size_t)n, 0.5f);
+    bes[k]->copy(p.grad, g.data(), g.size() * sizeof(float), NDL_COPY_H2D);
+    ndl_optim_step(o);
+    int64_t sn = 0;
+    float *host = ndl_optim_state(o, &sn);
+    std::fill(host, host + sn, -1.0f);
+    if (k == 1) {
+      ndl_optim_pull(o);  // overwrites the mirror
+    } else {
+      EXPECT_EQ(host[0], -1.0f);  // on the CPU the mirror is the state
+    }
+    ndl_params_pull(&p);
+    after[k].assign(p.host, p.host + p.numel);
+    if (k == 1) after[k].insert(after[k].end(), host, host + sn);
+    ndl_optim_free(o);
+    ndl_params_free(&p);
+  }
+  ASSERT_EQ(after[1].size(), after[0].size() * 3);
+  after[1].resize(after[0].size());
+  expect_bitwise(after[0], after[1], "params after a step from a loaded state");
 }
 
 TEST(FencedDeathTest, HostReadOfBackendMemoryDies) {
