@@ -318,6 +318,19 @@ TEST(FencedDeathTest, HostReadOfBackendMemoryDies) {
       "");
 }
 
+TEST(FencedDeathTest, EntriesRefuseHostPointersAndWrongCopyDirections) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const ndl_backend *be = ndl_fenced_backend();
+  float host[4] = {0, 0, 0, 0};
+  float *dev = static_cast<float *>(be->alloc(sizeof host));
+  EXPECT_DEATH(be->copy(host, dev, sizeof host, NDL_COPY_H2D), "copy destination");
+  EXPECT_DEATH(be->copy(dev, host, sizeof host, NDL_COPY_D2H), "copy destination");
+  EXPECT_DEATH(be->copy(dev, host, sizeof host, NDL_COPY_D2D), "copy source");
+  EXPECT_DEATH(be->fill(host, 1.0f, 4), "fill");
+  be->copy(dev, host, sizeof host, NDL_COPY_H2D);  // the right directions pass
+  be->copy(host, dev, sizeof host, NDL_COPY_D2H);
+}
+
 TEST(FencedDeathTest, HostWriteToAParameterDies) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
