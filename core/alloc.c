@@ -66,10 +66,22 @@ void ndl_arena_init(ndl_arena *a, size_t min_chunk) {
   a->min_chunk = min_chunk ? min_chunk : ((size_t)1 << 20);
 }
 
-static ndl_arena_chunk *chunk_new(size_t size) {
+void ndl_arena_init_on(ndl_arena *a, size_t min_chunk, void *(*mem_alloc)(size_t),
+                       void (*mem_free)(void *)) {
+  ndl_arena_init(a, min_chunk);
+  a->mem_alloc = mem_alloc;
+  a->mem_free = mem_free;
+}
+
+static void mem_release(const ndl_arena *a, void *p) {
+  if (a->mem_free) a->mem_free(p);
+  else ndl_free(p);
+}
+
+static ndl_arena_chunk *chunk_new(const ndl_arena *a, size_t size) {
   ndl_arena_chunk *c = ndl_malloc(sizeof *c);
   if (!c) return NULL;
-  c->mem = ndl_malloc(size);
+  c->mem = a->mem_alloc ? a->mem_alloc(size) : ndl_malloc(size);
   if (!c->mem) {
     ndl_free(c);
     return NULL;
@@ -88,7 +100,7 @@ void *ndl_arena_alloc(ndl_arena *a, size_t bytes) {
     size_t size = a->min_chunk;
     if (a->head && a->head->size * 2 > size) size = a->head->size * 2;
     if (need > size) size = need;
-    ndl_arena_chunk *c = chunk_new(size);
+    ndl_arena_chunk *c = chunk_new(a, size);
     if (!c) return NULL;
     c->next = a->head;
     a->head = c;
@@ -100,10 +112,10 @@ void *ndl_arena_alloc(ndl_arena *a, size_t bytes) {
   return p;
 }
 
-static void chunks_free(ndl_arena_chunk *c) {
+static void chunks_free(const ndl_arena *a, ndl_arena_chunk *c) {
   while (c) {
     ndl_arena_chunk *next = c->next;
-    ndl_free(c->mem);
+    mem_release(a, c->mem);
     ndl_free(c);
     c = next;
   }
@@ -113,15 +125,15 @@ void ndl_arena_reset(ndl_arena *a) {
   if (a->head && a->head->next) {
     /* Several chunks were needed: replace them by one that holds the high-water mark. */
     size_t size = a->high_water + a->high_water / 4;
-    chunks_free(a->head);
-    a->head = chunk_new(size < a->min_chunk ? a->min_chunk : size);
+    chunks_free(a, a->head);
+    a->head = chunk_new(a, size < a->min_chunk ? a->min_chunk : size);
   }
   if (a->head) a->head->used = 0;
   a->used_total = 0;
 }
 
 void ndl_arena_free(ndl_arena *a) {
-  chunks_free(a->head);
+  chunks_free(a, a->head);
   a->head = NULL;
   a->used_total = a->high_water = 0;
 }

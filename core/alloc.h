@@ -36,9 +36,16 @@ typedef struct ndl_arena {
   size_t used_total;     /* bytes handed out since the last reset */
   size_t high_water;     /* largest used_total seen */
   size_t min_chunk;      /* default chunk size */
+  /* where chunk memory comes from (chunk headers stay in ndl_malloc): NULL for ndl_malloc/ndl_free,
+   * or a device's allocator (a backend's alloc/free), so the arena hands out device memory */
+  void *(*mem_alloc)(size_t bytes);
+  void (*mem_free)(void *p);
 } ndl_arena;
 
 void ndl_arena_init(ndl_arena *a, size_t min_chunk);
+/* The same with chunk memory from mem_alloc/mem_free (64-byte aligned blocks, NULL on failure). */
+void ndl_arena_init_on(ndl_arena *a, size_t min_chunk, void *(*mem_alloc)(size_t),
+                       void (*mem_free)(void *));
 /* 64-byte aligned memory valid until the next reset, or NULL when out of memory. */
 void *ndl_arena_alloc(ndl_arena *a, size_t bytes);
 /* Release everything handed out since the last reset (memory is kept for reuse). */

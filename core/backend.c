@@ -10,10 +10,18 @@ const ndl_backend *ndl_backend_cuda(const char **why) {
 }
 #endif
 
+static const ndl_backend *test_backend; /* tests' NDL_DEV_TEST backend */
+
+void ndl_backend_register_test(const ndl_backend *b) {
+  NDL_ASSERT(!b || b->device == NDL_DEV_TEST);
+  test_backend = b;
+}
+
 const ndl_backend *ndl_backend_for(ndl_device d) {
   switch (d) {
     case NDL_DEV_CPU: return ndl_backend_cpu();
     case NDL_DEV_CUDA: return ndl_backend_cuda(NULL);
+    case NDL_DEV_TEST: return test_backend;
   }
   return NULL;
 }

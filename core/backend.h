@@ -32,12 +32,15 @@ typedef struct ndl_norm_state {
 } ndl_norm_state;
 
 typedef struct ndl_ce_state {
-  int32_t *labels; /* backend memory, validated in [0, C) by the caller (data sets are checked once) */
+  /* backend memory, in [0, C) by the caller's contract (data sets are checked at load); the CPU
+   * backend still checks (NDL_ERR_ARG naming the row), a device backend need not */
+  int32_t *labels;
   double denom;
   float *probs;    /* backend memory */
   /* When non-NULL (backend memory, 2 doubles): forward adds the sum of the rows' losses
    * (logsumexp - z[label], not divided by denom) to sums[0] and the number of rows whose first
-   * arg-max differs from the label to sums[1], so a trainer reads its epoch metrics once. */
+   * arg-max differs from the label to sums[1], so a trainer reads its epoch metrics once. The
+   * first arg-max is kernel_math.h's ndl_km_argmax_first (strict >, so NaN never wins). */
   double *sums;
 } ndl_ce_state;
 
@@ -82,7 +85,10 @@ typedef struct ndl_backend {
   ndl_status (*compute)(ndl_ctx *ctx, ndl_tensor *node);
   /* Gradients of a fused node's inputs from node->adj into targets[0..NDL_MAX_SRC). */
   void (*fused_backward)(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets);
-  /* ---- memory on the device ---- */
+  /* ---- memory on the device ----
+   * Host code never dereferences this memory (tests/fenced_backend.c proves it for the core, nn/ and
+   * optim/): it moves through copy, fill, accumulate and the entries below. The context's data arena
+   * takes its chunks from alloc (64-byte aligned), parameter stores and optimizer state too. */
   void *(*alloc)(size_t bytes);        /* NULL on failure */
   void (*free)(void *p);               /* NULL is a no-op */
   void (*copy)(void *dst, const void *src, size_t bytes, ndl_copy_kind kind);
@@ -114,6 +120,9 @@ const ndl_backend *ndl_backend_cpu(void);
 const ndl_backend *ndl_backend_cuda(const char **why);
 /* The backend that owns memory of device d; NULL when this build has none for it. */
 const ndl_backend *ndl_backend_for(ndl_device d);
+/* Tests: make b (device NDL_DEV_TEST, e.g. tests/fenced_backend.c) what ndl_backend_for(NDL_DEV_TEST)
+ * returns; NULL unregisters. Not thread-safe: call before creating contexts or stores on it. */
+void ndl_backend_register_test(const ndl_backend *b);
 
 #ifdef __cplusplus
 }

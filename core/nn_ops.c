@@ -66,27 +66,43 @@ static ndl_norm_state *norm_state(ndl_ctx *ctx, const ndl_tensor *x, int64_t sta
   memset(s, 0, sizeof *s);
   s->eps = eps;
   s->count = count;
-  s->xhat = ndl_ctx_alloc(ctx, (size_t)ndl_tensor_numel(x) * sizeof(float));
-  s->invstd = ndl_ctx_alloc(ctx, (size_t)stat_len * sizeof(float));
-  s->mean = ndl_ctx_alloc(ctx, (size_t)stat_len * sizeof(float));
-  s->var = ndl_ctx_alloc(ctx, (size_t)stat_len * sizeof(float));
+  /* the struct on the host (the backend reads its fields), the arrays on the device */
+  s->xhat = ndl_ctx_alloc_data(ctx, (size_t)ndl_tensor_numel(x) * sizeof(float));
+  s->invstd = ndl_ctx_alloc_data(ctx, (size_t)stat_len * sizeof(float));
+  s->mean = ndl_ctx_alloc_data(ctx, (size_t)stat_len * sizeof(float));
+  s->var = ndl_ctx_alloc_data(ctx, (size_t)stat_len * sizeof(float));
   return ctx->status == NDL_OK ? s : NULL;
 }
 
-ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps,
-                                int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,
-                                float *mean_out, float *var_out) {
+ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b,
+                                        float eps, int64_t global_rows, ndl_allreduce_fn allreduce,
+                                        void *handle, float *running_mean, float *running_var,
+                                        float momentum) {
   if (!check_2d(ctx, "batchnorm", x)) return NULL;
   int64_t d = x->shape[1];
   if (!check_vec(ctx, "batchnorm", x, w, d) || !check_vec(ctx, "batchnorm", x, b, d)) return NULL;
+  NDL_ASSERT(!running_mean == !running_var);
   if (global_rows <= 0) global_rows = x->shape[0];
   ndl_norm_state *s = norm_state(ctx, x, d, eps, global_rows);
   if (!s) return NULL;
   s->allreduce = allreduce;
   s->handle = handle;
-  ndl_tensor *y = fused_node(ctx, NDL_OP_BATCHNORM, 2, x->shape, x, w, b, s);
-  if (y && mean_out) memcpy(mean_out, s->mean, (size_t)d * sizeof(float));
-  if (y && var_out) memcpy(var_out, s->var, (size_t)d * sizeof(float));
+  s->running_mean = running_mean;
+  s->running_var = running_var;
+  s->momentum = momentum;
+  return fused_node(ctx, NDL_OP_BATCHNORM, 2, x->shape, x, w, b, s);
+}
+
+ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps,
+                                int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,
+                                float *mean_out, float *var_out) {
+  ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, w, b, eps, global_rows, allreduce, handle, NULL,
+                                              NULL, 0.0f);
+  if (!y) return NULL;
+  const ndl_norm_state *s = y->aux;
+  size_t bytes = (size_t)x->shape[1] * sizeof(float);
+  if (mean_out) ctx->backend->copy(mean_out, s->mean, bytes, NDL_COPY_D2D);
+  if (var_out) ctx->backend->copy(var_out, s->var, bytes, NDL_COPY_D2D);
   return y;
 }
 
@@ -99,24 +115,26 @@ ndl_tensor *ndl_layernorm(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor
   return fused_node(ctx, NDL_OP_LAYERNORM, 2, x->shape, x, w, b, s);
 }
 
-ndl_tensor *ndl_softmax_cross_entropy(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
-                                      double denom) {
+ndl_tensor *ndl_softmax_cross_entropy_sums(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
+                                           double denom, double *sums) {
   if (!check_2d(ctx, "softmax_cross_entropy", logits)) return NULL;
   int64_t n = logits->shape[0], c = logits->shape[1];
-  for (int64_t i = 0; i < n; i++)
-    if (labels[i] < 0 || labels[i] >= c) {
-      ndl_ctx_fail(ctx, NDL_ERR_ARG, "softmax_cross_entropy: label %d of row %lld outside [0,%lld)",
-                   labels[i], (long long)i, (long long)c);
-      return NULL;
-    }
   ndl_ce_state *s = ndl_ctx_alloc(ctx, sizeof *s);
   if (!s) return NULL;
-  s->labels = ndl_ctx_alloc(ctx, (size_t)n * sizeof(int32_t));
-  s->probs = ndl_ctx_alloc(ctx, (size_t)(n * c) * sizeof(float));
+  memset(s, 0, sizeof *s);
+  s->labels = ndl_ctx_alloc_data(ctx, (size_t)n * sizeof(int32_t));
+  s->probs = ndl_ctx_alloc_data(ctx, (size_t)(n * c) * sizeof(float));
   if (ctx->status != NDL_OK) return NULL;
-  memcpy(s->labels, labels, (size_t)n * sizeof(int32_t));
+  /* a copy: the caller's batch buffer may be refilled before backward reads the labels */
+  ctx->backend->copy(s->labels, labels, (size_t)n * sizeof(int32_t), NDL_COPY_D2D);
   s->denom = denom > 0 ? denom : (double)n;
+  s->sums = sums;
   return fused_node(ctx, NDL_OP_SOFTMAX_CE, 0, NULL, logits, NULL, NULL, s);
+}
+
+ndl_tensor *ndl_softmax_cross_entropy(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
+                                      double denom) {
+  return ndl_softmax_cross_entropy_sums(ctx, logits, labels, denom, NULL);
 }
 
 void ndl_fused_backward(ndl_ctx *ctx, ndl_tensor *node, ndl_tensor **grads) {

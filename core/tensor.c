@@ -26,6 +26,7 @@ const char *ndl_device_name(ndl_device d) {
   switch (d) {
     case NDL_DEV_CPU: return "cpu";
     case NDL_DEV_CUDA: return "cuda";
+    case NDL_DEV_TEST: return "test";
   }
   return "unknown device";
 }
@@ -47,6 +48,7 @@ ndl_ctx *ndl_ctx_new_on(const ndl_backend *backend) {
   memset(ctx, 0, sizeof *ctx);
   ctx->backend = backend ? backend : ndl_backend_cpu();
   ndl_arena_init(&ctx->arena, (size_t)1 << 20);
+  ndl_arena_init_on(&ctx->data, (size_t)1 << 20, ctx->backend->alloc, ctx->backend->free);
   ctx->grad_enabled = 1;
   ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
   return ctx;
@@ -55,11 +57,13 @@ ndl_ctx *ndl_ctx_new_on(const ndl_backend *backend) {
 void ndl_ctx_free(ndl_ctx *ctx) {
   if (!ctx) return;
   ndl_arena_free(&ctx->arena);
+  ndl_arena_free(&ctx->data);
   ndl_free(ctx);
 }
 
 void ndl_ctx_reset(ndl_ctx *ctx) {
   ndl_arena_reset(&ctx->arena);
+  ndl_arena_reset(&ctx->data);
   ctx->status = NDL_OK;
   ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
 }
@@ -84,6 +88,17 @@ ndl_status ndl_ctx_fail(ndl_ctx *ctx, ndl_status s, const char *fmt, ...) {
 void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes) {
   void *p = ndl_arena_alloc(&ctx->arena, bytes);
   if (!p) ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "out of memory: step arena could not grow by %zu bytes", bytes);
+  return p;
+}
+
+int ndl_ctx_data_on_host(const ndl_ctx *ctx) { return ctx->backend->device == NDL_DEV_CPU; }
+
+void *ndl_ctx_alloc_data(ndl_ctx *ctx, size_t bytes) {
+  if (ndl_ctx_data_on_host(ctx)) return ndl_ctx_alloc(ctx, bytes);
+  void *p = ndl_arena_alloc(&ctx->data, bytes);
+  if (!p)
+    ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "out of memory: %s step arena could not grow by %zu bytes",
+                 ctx->backend->name, bytes);
   return p;
 }
 
@@ -153,10 +168,18 @@ ndl_tensor *ndl_tensor_empty(ndl_ctx *ctx, int ndim, const int64_t *shape) {
     return NULL;
   }
   size_t head = (sizeof(ndl_tensor) + NDL_ALIGN - 1) / NDL_ALIGN * NDL_ALIGN;
-  unsigned char *mem = ndl_ctx_alloc(ctx, head + (size_t)n * sizeof(float));
-  if (!mem) return NULL;
-  ndl_tensor *t = (ndl_tensor *)mem;
-  ndl_tensor_init_view(t, (float *)(mem + head), ndim, shape);
+  if (ndl_ctx_data_on_host(ctx)) { /* node and data in one host block */
+    unsigned char *mem = ndl_ctx_alloc(ctx, head + (size_t)n * sizeof(float));
+    if (!mem) return NULL;
+    ndl_tensor *t = (ndl_tensor *)mem;
+    ndl_tensor_init_view(t, (float *)(mem + head), ndim, shape);
+    t->device = ctx->backend->device;
+    return t;
+  }
+  ndl_tensor *t = ndl_ctx_alloc(ctx, sizeof *t);
+  float *data = ndl_ctx_alloc_data(ctx, (size_t)n * sizeof(float));
+  if (!t || !data) return NULL;
+  ndl_tensor_init_view(t, data, ndim, shape);
   t->device = ctx->backend->device;
   return t;
 }
@@ -184,7 +207,21 @@ float ndl_tensor_get(const ndl_tensor *t, const int64_t *index) {
     NDL_ASSERT(index[i] >= 0 && index[i] < t->shape[i]);
     off += index[i] * t->strides[i];
   }
-  return t->data[off];
+  if (t->device == NDL_DEV_CPU) return t->data[off];
+  float v;
+  backend_of(t)->copy(&v, t->data + off, sizeof v, NDL_COPY_D2H);
+  return v;
+}
+
+float *ndl_tensor_host_begin(ndl_ctx *ctx, ndl_tensor *t) {
+  NDL_ASSERT(ndl_tensor_is_contiguous(t));
+  if (t->device == NDL_DEV_CPU) return ndl_tensor_ptr(t);
+  return ndl_ctx_alloc(ctx, (size_t)ndl_tensor_numel(t) * sizeof(float));
+}
+
+void ndl_tensor_host_end(ndl_ctx *ctx, ndl_tensor *t, const float *host) {
+  if (!host || host == ndl_tensor_ptr(t)) return;
+  ctx->backend->copy(ndl_tensor_ptr(t), host, (size_t)ndl_tensor_numel(t) * sizeof(float), NDL_COPY_H2D);
 }
 
 void ndl_tensor_copy_out(const ndl_tensor *t, float *out) { backend_of(t)->strided_copy(t, out); }

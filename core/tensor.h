@@ -42,9 +42,13 @@ typedef enum ndl_op {
 const char *ndl_op_name(ndl_op op);
 
 /* Where a tensor's storage lives; 0 (a zeroed struct) is the host. */
-typedef enum ndl_device { NDL_DEV_CPU = 0, NDL_DEV_CUDA = 1 } ndl_device;
+typedef enum ndl_device {
+  NDL_DEV_CPU = 0,
+  NDL_DEV_CUDA = 1,
+  NDL_DEV_TEST = 2 /* a test backend registered with ndl_backend_register_test (tests/) */
+} ndl_device;
 
-/* Name of a device for messages ("cpu", "cuda"). */
+/* Name of a device for messages ("cpu", "cuda", "test"). */
 const char *ndl_device_name(ndl_device d);
 
 typedef struct ndl_tensor ndl_tensor;
@@ -74,9 +78,14 @@ struct ndl_tensor {
 
 struct ndl_backend;
 
-/* Per-step memory, the backend that computes its nodes, grad mode and a sticky error status. */
+/* Per-step memory, the backend that computes its nodes, grad mode and a sticky error status.
+ * Two arenas, both rewound by ndl_ctx_reset: `arena` (host memory) holds node structs and the fused
+ * ops' state structs; `data` (the backend's memory, chunks from backend->alloc) holds tensor data and
+ * the fused ops' saved arrays. On a host backend (device NDL_DEV_CPU) `data` stays empty and tensor
+ * data shares `arena` with its node, exactly as before devices existed. */
 typedef struct ndl_ctx {
   ndl_arena arena;
+  ndl_arena data;
   const struct ndl_backend *backend; /* computes nodes and moves memory; set at creation */
   int grad_enabled;
   uint32_t mark;
@@ -103,8 +112,13 @@ ndl_status ndl_ctx_fail(ndl_ctx *ctx, ndl_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Arena memory for the step, or NULL (and NDL_ERR_NOMEM on ctx). */
+/* Host arena memory for the step, or NULL (and NDL_ERR_NOMEM on ctx). */
 void *ndl_ctx_alloc(ndl_ctx *ctx, size_t bytes);
+/* Step memory on the context backend's device (64-byte aligned, valid until the next reset), or
+ * NULL (and NDL_ERR_NOMEM on ctx). Host arena memory on a host backend. */
+void *ndl_ctx_alloc_data(ndl_ctx *ctx, size_t bytes);
+/* 1 when the context backend's memory is host memory (device NDL_DEV_CPU). */
+int ndl_ctx_data_on_host(const ndl_ctx *ctx);
 
 /* ---- shapes ---- */
 /* Product of the dims, or -1 when it overflows int64 (or a dim is negative): never wraps. */
@@ -131,8 +145,13 @@ ndl_tensor *ndl_tensor_zeros(ndl_ctx *ctx, int ndim, const int64_t *shape);
 ndl_tensor *ndl_tensor_full(ndl_ctx *ctx, int ndim, const int64_t *shape, float value);
 /* Step tensor holding a copy of numel values. */
 ndl_tensor *ndl_tensor_from(ndl_ctx *ctx, int ndim, const int64_t *shape, const float *values);
-/* Element at a multi-index (any strides). */
+/* Element at a multi-index (any strides); one device->host read off the host. */
 float ndl_tensor_get(const ndl_tensor *t, const int64_t *index);
+/* Host code that fills a fresh contiguous step tensor t (a mask, a one-hot): write numel floats at
+ * ndl_tensor_host_begin (t's own memory on a host backend, else host scratch in the step arena;
+ * NULL with the status on ctx), then ndl_tensor_host_end uploads them (no-op on the host). */
+float *ndl_tensor_host_begin(ndl_ctx *ctx, ndl_tensor *t);
+void ndl_tensor_host_end(ndl_ctx *ctx, ndl_tensor *t, const float *host);
 /* A 2-D view of t with its two axes swapped (no allocation). */
 ndl_tensor ndl_view_transposed(const ndl_tensor *t);
 /* Copy all elements in row-major order into out (numel floats, memory of t's device). */

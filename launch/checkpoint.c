@@ -106,6 +106,7 @@ static ndl_status write_checkpoint(ndl_trainer *t) {
   }
   memcpy(all, weights, (size_t)nw * sizeof *all);
   int64_t state_n = 0;
+  ndl_optim_pull(t->opt); /* device -> host mirror (no-op on the host); the weights pulled above */
   const float *state = ndl_optim_state(t->opt, &state_n);
   ndl_loader_cursor cur;
   ndl_loader_cursor_get(t->loader, &cur);

@@ -2,7 +2,8 @@
  * written by rank 0, so node-local directories of other ranks may hold nothing, an older step or a
  * damaged copy); the counters, epoch sums, shared RNG, loader cursor and optimizer step count are
  * broadcast from it here, in memory, so this is independent of the checkpoint file format.
- * Parameters, buffers and optimizer state are broadcast by ndl_trainer_sync_start. */
+ * Parameters, buffers and optimizer state go by ndl_trainer_sync_tensors (called by
+ * ndl_trainer_sync_start), through the stores' host mirrors. */
 #include "launch/resume_sync.h"
 
 #include <string.h>
@@ -48,5 +49,23 @@ ndl_status ndl_trainer_sync_resume(ndl_trainer *t) {
     st = ndl_loader_cursor_set(t->loader, &s.cursor);
     NDL_ASSERT(st == NDL_OK);
   }
+  return NDL_OK;
+}
+
+ndl_status ndl_trainer_sync_tensors(ndl_trainer *t) {
+  ndl_params *p = &t->env.params, *b = &t->env.buffers;
+  int64_t state_n = 0;
+  ndl_params_pull(p); /* device -> host mirrors; no-ops on the host */
+  ndl_params_pull(b);
+  ndl_optim_pull(t->opt);
+  float *state = ndl_optim_state(t->opt, &state_n);
+  ndl_status st;
+  if ((st = ndl_dist_broadcast(t->dist, p->host, p->numel * 4, 0, "parameter broadcast")) ||
+      (st = ndl_dist_broadcast(t->dist, b->host, b->numel * 4, 0, "buffer broadcast")) ||
+      (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
+    return st;
+  ndl_params_push(p);
+  ndl_params_push(b);
+  ndl_optim_push(t->opt);
   return NDL_OK;
 }

@@ -131,12 +131,7 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
   ndl_status st = ndl_dist_check_agree(t->dist, f, n);
   if (st != NDL_OK) return st;
   /* one replica: rank 0's parameters, buffers, optimizer state and counters everywhere */
-  int64_t state_n = 0;
-  float *state = ndl_optim_state(t->opt, &state_n);
-  if ((st = ndl_dist_broadcast(t->dist, t->env.params.data, t->env.params.numel * 4, 0, "parameter broadcast")) ||
-      (st = ndl_dist_broadcast(t->dist, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
-      (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
-    return st;
+  if ((st = ndl_trainer_sync_tensors(t)) != NDL_OK) return st;
   /* rank 0 alone read --resume: its counters, RNG and data position everywhere */
   return c->resume ? ndl_trainer_sync_resume(t) : NDL_OK;
 }

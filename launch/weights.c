@@ -56,9 +56,9 @@ static torch_view torch_layout(const char *name, const ndl_tensor *t) {
 }
 
 /* Our layout -> PyTorch layout. */
-static void to_torch(const torch_view *v, const ndl_tensor *t, void *dst) {
+static void to_torch(const torch_view *v, const ndl_params *s, const ndl_tensor *t, void *dst) {
   NDL_ASSERT(ndl_tensor_is_contiguous(t));
-  const float *src = ndl_tensor_ptr(t);
+  const float *src = ndl_params_host_ptr(s, t); /* the host mirror (pulled by the caller) */
   if (v->kind == LAYOUT_SCALAR_I64) {
     int64_t n = (int64_t)llround((double)src[0]);
     memcpy(dst, &n, 8);
@@ -73,9 +73,9 @@ static void to_torch(const torch_view *v, const ndl_tensor *t, void *dst) {
 }
 
 /* PyTorch layout (possibly unaligned bytes) -> our tensor. */
-static void from_torch(const torch_view *v, const void *src, ndl_tensor *t) {
+static void from_torch(const torch_view *v, const void *src, const ndl_params *s, ndl_tensor *t) {
   NDL_ASSERT(ndl_tensor_is_contiguous(t));
-  float *dst = ndl_tensor_ptr(t);
+  float *dst = ndl_params_host_ptr(s, t); /* the host mirror (pushed by the caller) */
   const unsigned char *b = (const unsigned char *)src;
   if (v->kind == LAYOUT_SCALAR_I64) {
     int64_t n;
@@ -132,8 +132,10 @@ static void torch_order(const ndl_nn_env *env, int *order) {
   NDL_ASSERT(n == p->count + b->count);
 }
 
-int ndl_weights_entries(const ndl_nn_env *env, ndl_st_entry **entries, void **scratch) {
+int ndl_weights_entries(ndl_nn_env *env, ndl_st_entry **entries, void **scratch) {
   int n = env->params.count + env->buffers.count;
+  ndl_params_pull(&env->params); /* device -> host mirror (no-op on the host) */
+  ndl_params_pull(&env->buffers);
   size_t head = ((size_t)(n ? n : 1) * sizeof(ndl_st_entry) + 63) & ~(size_t)63;
   head += ((size_t)(n ? n : 1) * sizeof(int) + 63) & ~(size_t)63;
   size_t total = head;
@@ -166,7 +168,7 @@ int ndl_weights_entries(const ndl_nn_env *env, ndl_st_entry **entries, void **sc
     memcpy(e[i].shape, v.shape, sizeof v.shape);
     e[i].nbytes = v.nbytes;
     e[i].data = mem + at;
-    to_torch(&v, s->tensors[k], mem + at);
+    to_torch(&v, s, s->tensors[k], mem + at);
     at += ((size_t)v.nbytes + 7) & ~(size_t)7;
   }
   *entries = e;
@@ -174,7 +176,7 @@ int ndl_weights_entries(const ndl_nn_env *env, ndl_st_entry **entries, void **sc
   return n;
 }
 
-ndl_status ndl_weights_save(const char *path, const ndl_nn_env *env) {
+ndl_status ndl_weights_save(const char *path, ndl_nn_env *env) {
   ndl_st_entry *entries;
   void *scratch;
   int n = ndl_weights_entries(env, &entries, &scratch);
@@ -230,8 +232,10 @@ ndl_status ndl_weights_load_from(const ndl_st_file *f, const char *path, ndl_nn_
     int k;
     const ndl_params *s = store_of(env, i, &k);
     torch_view v = torch_layout(s->names[k], s->tensors[k]);
-    from_torch(&v, ndl_safetensors_find(f, s->names[k])->data, s->tensors[k]);
+    from_torch(&v, ndl_safetensors_find(f, s->names[k])->data, s, s->tensors[k]);
   }
+  ndl_params_push(&env->params); /* host mirror -> device (no-op on the host) */
+  ndl_params_push(&env->buffers);
   return NDL_OK;
 }
 

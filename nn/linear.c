@@ -39,12 +39,15 @@ ndl_module *ndl_nn_linear_init(ndl_nn_env *env, const char *name, int64_t in, in
     ndl_module_free(&l->base);
     return NULL;
   }
+  /* drawn on the host mirror, then pushed (no-op on the host) */
   if (kaiming) {
-    ndl_init_kaiming_uniform(env->rng, ndl_tensor_ptr(l->weight), in, out);
-    if (bias) ndl_init_kaiming_uniform(env->rng, ndl_tensor_ptr(l->bias), out, 1);
+    ndl_init_kaiming_uniform(env->rng, ndl_params_host_ptr(&env->params, l->weight), in, out);
+    if (bias) ndl_init_kaiming_uniform(env->rng, ndl_params_host_ptr(&env->params, l->bias), out, 1);
   } else {
-    ndl_init_randn(env->rng, ndl_tensor_ptr(l->weight), in * out, 0.0, normal_std);
+    ndl_init_randn(env->rng, ndl_params_host_ptr(&env->params, l->weight), in * out, 0.0, normal_std);
   }
+  ndl_params_push_tensor(&env->params, l->weight);
+  if (bias) ndl_params_push_tensor(&env->params, l->bias);
   return &l->base;
 }
 
@@ -75,9 +78,12 @@ static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   ndl_tensor *mask = ndl_tensor_empty(ctx, x->ndim, x->shape);
   if (!mask) return NULL;
   double keep = 1.0 - (double)d->p;
+  float *host = ndl_tensor_host_begin(ctx, mask); /* drawn on the host, uploaded off it */
+  if (!host) return NULL;
   ndl_rng_skip_rand(m->env->rng, first * cols);
-  ndl_rng_fill_bernoulli(m->env->rng, ndl_tensor_ptr(mask), rows * cols, keep);
+  ndl_rng_fill_bernoulli(m->env->rng, host, rows * cols, keep);
   ndl_rng_skip_rand(m->env->rng, (global_rows - first - rows) * cols);
+  ndl_tensor_host_end(ctx, mask, host);
   if (!m->env->fused) return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
   return ndl_dropout(ctx, x, mask, (float)keep);
 }

@@ -16,13 +16,23 @@ ndl_tensor *ndl_nn_softmax_loss_composed(ndl_ctx *ctx, ndl_tensor *logits, const
   int64_t n = logits->shape[0], c = logits->shape[1];
   ndl_tensor *onehot = ndl_tensor_empty(ctx, 2, logits->shape);
   if (!onehot) return NULL;
+  const int32_t *host_labels = labels;
+  if (!ndl_ctx_data_on_host(ctx)) { /* the reference path: read the device labels back */
+    int32_t *h = ndl_ctx_alloc(ctx, (size_t)n * sizeof(int32_t) + 1);
+    if (!h) return NULL;
+    ctx->backend->copy(h, labels, (size_t)n * sizeof(int32_t), NDL_COPY_D2H);
+    host_labels = h;
+  }
   for (int64_t i = 0; i < n; i++)
-    if (labels[i] < 0 || labels[i] >= c) {
-      ndl_ctx_fail(ctx, NDL_ERR_ARG, "softmax loss: label %d of row %lld outside [0,%lld)", labels[i],
+    if (host_labels[i] < 0 || host_labels[i] >= c) {
+      ndl_ctx_fail(ctx, NDL_ERR_ARG, "softmax loss: label %d of row %lld outside [0,%lld)", host_labels[i],
                    (long long)i, (long long)c);
       return NULL;
     }
-  ndl_init_one_hot(ndl_tensor_ptr(onehot), n, (int)c, labels);
+  float *oh = ndl_tensor_host_begin(ctx, onehot);
+  if (!oh) return NULL;
+  ndl_init_one_hot(oh, n, (int)c, host_labels);
+  ndl_tensor_host_end(ctx, onehot, oh);
   int axis = 1;
   ndl_tensor *lse = ndl_logsumexp(ctx, logits, &axis, 1);
   ndl_tensor *picked = ndl_sum(ctx, ndl_mul(ctx, logits, onehot), &axis, 1);
@@ -32,8 +42,13 @@ ndl_tensor *ndl_nn_softmax_loss_composed(ndl_ctx *ctx, ndl_tensor *logits, const
 
 ndl_tensor *ndl_nn_softmax_loss(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
                                 int64_t denom) {
+  return ndl_nn_softmax_loss_sums(ctx, logits, labels, denom, NULL);
+}
+
+ndl_tensor *ndl_nn_softmax_loss_sums(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
+                                     int64_t denom, double *sums) {
   if (!logits || ctx->status != NDL_OK) return NULL;
-  return ndl_softmax_cross_entropy(ctx, logits, labels, (double)denom);
+  return ndl_softmax_cross_entropy_sums(ctx, logits, labels, (double)denom, sums);
 }
 
 static ndl_tensor *l2_sum(ndl_ctx *ctx, ndl_module *m, ndl_tensor *acc) {

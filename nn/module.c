@@ -7,10 +7,12 @@
 #include "core/ops.h"
 #include "nn/module_impl.h"
 
-void ndl_nn_env_init(ndl_nn_env *env, ndl_rng *rng) {
+void ndl_nn_env_init(ndl_nn_env *env, ndl_rng *rng) { ndl_nn_env_init_on(env, rng, NDL_DEV_CPU); }
+
+void ndl_nn_env_init_on(ndl_nn_env *env, ndl_rng *rng, ndl_device device) {
   memset(env, 0, sizeof *env);
-  ndl_params_init(&env->params, 1);
-  ndl_params_init(&env->buffers, 0);
+  ndl_params_init_on(&env->params, 1, device);
+  ndl_params_init_on(&env->buffers, 0, device);
   env->rng = rng;
   env->fused = 1;
 }

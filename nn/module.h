@@ -27,6 +27,9 @@ typedef struct ndl_nn_env {
 } ndl_nn_env;
 
 void ndl_nn_env_init(ndl_nn_env *env, ndl_rng *rng);
+/* The same with both stores on device d: the model's forward then runs on a context of d's
+ * backend. Constructors initialize on the stores' host mirrors and push each tensor. */
+void ndl_nn_env_init_on(ndl_nn_env *env, ndl_rng *rng, ndl_device device);
 void ndl_nn_env_free(ndl_nn_env *env);
 
 typedef struct ndl_module ndl_module;
@@ -88,11 +91,17 @@ ndl_tensor *ndl_nn_batchnorm_running_mean(ndl_module *bn);
 ndl_tensor *ndl_nn_batchnorm_running_var(ndl_module *bn);
 
 /* Softmax cross-entropy: sum over rows of logsumexp(z) - z[y], divided by denom (the global batch
- * size; 0 means the number of rows). Returns a 0-d tensor. */
+ * size; 0 means the number of rows). Returns a 0-d tensor. labels: N int32 in the context
+ * backend's memory, in [0, C) (core/nn_ops.h). */
 ndl_tensor *ndl_nn_softmax_loss(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
                                 int64_t denom);
+/* The same, adding the batch's loss-row sum and error count to sums[0], sums[1] (2 doubles in
+ * the backend's memory; ndl_softmax_cross_entropy_sums). */
+ndl_tensor *ndl_nn_softmax_loss_sums(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
+                                     int64_t denom, double *sums);
 
-/* needle's composed SoftmaxLoss (logsumexp - sum(z * one_hot)), the reference of the fused one. */
+/* needle's composed SoftmaxLoss (logsumexp - sum(z * one_hot)), the reference of the fused one
+ * (labels as above; read back to the host to build the one-hot there). */
 ndl_tensor *ndl_nn_softmax_loss_composed(ndl_ctx *ctx, ndl_tensor *logits, const int32_t *labels,
                                          int64_t denom);
 /* CS231n regularization 0.5 * reg * sum of squared Linear weights of the model (0-d). */

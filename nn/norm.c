@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/kernel_math.h"
 #include "core/ops.h"
 #include "nn/module_impl.h"
 
@@ -37,16 +38,49 @@ static ndl_tensor *composed_normalize(ndl_ctx *ctx, ndl_tensor *x, int axis, flo
   return ndl_div(ctx, xm, ndl_broadcast_to(ctx, ndl_reshape(ctx, std, 2, keep), 2, x->shape));
 }
 
-/* Fold a batch's statistics into the running ones. Callers skip it for an empty batch (a rank's
- * empty slice under --no-sync-bn): its 0/0 statistics would make the running ones NaN. */
-static void update_running(norm_module *b, const float *mean, const float *var) {
-  float keep = (float)(1.0 - (double)b->momentum), m = b->momentum;
-  float *rm = ndl_tensor_ptr(b->running_mean), *rv = ndl_tensor_ptr(b->running_var);
-  for (int64_t j = 0; j < b->dim; j++) {
-    rm[j] = keep * rm[j] + m * mean[j];
-    rv[j] = keep * rv[j] + m * var[j];
+/* num_batches_tracked += 1, on the buffers' device (an accumulate of a 1 off the host: no read back). */
+static void count_batch(ndl_ctx *ctx, norm_module *b) {
+  if (b->num_batches->device == NDL_DEV_CPU) {
+    ndl_tensor_ptr(b->num_batches)[0] += 1.0f;
+    return;
   }
-  ndl_tensor_ptr(b->num_batches)[0] += 1.0f;
+  ndl_tensor *one = ndl_tensor_full(ctx, 1, b->num_batches->shape, 1.0f);
+  if (one) ndl_tensor_accumulate(b->num_batches, one);
+}
+
+/* The composed path's update of the running statistics from the batch's mean/var nodes (the fused
+ * path folds them in its forward, ndl_batchnorm_train_running: the same float arithmetic,
+ * kernel_math.h ndl_km_running). Callers skip it for an empty batch (a rank's empty slice under
+ * --no-sync-bn): its 0/0 statistics would make the running ones NaN. Off the host, a reference path
+ * with a round trip through host scratch. */
+static void update_running(ndl_ctx *ctx, norm_module *b, const ndl_tensor *mean_t, const ndl_tensor *var_t) {
+  float keep = (float)(1.0 - (double)b->momentum), m = b->momentum;
+  int host = ndl_ctx_data_on_host(ctx);
+  size_t bytes = (size_t)b->dim * sizeof(float);
+  float *rm = ndl_tensor_ptr(b->running_mean), *rv = ndl_tensor_ptr(b->running_var);
+  const float *mean = ndl_tensor_ptr(mean_t), *var = ndl_tensor_ptr(var_t);
+  if (!host) {
+    float *h = ndl_ctx_alloc(ctx, 4 * bytes);
+    if (!h) return;
+    /* the statistics are fresh contiguous nodes, the buffers contiguous views */
+    ctx->backend->copy(h, rm, bytes, NDL_COPY_D2H);
+    ctx->backend->copy(h + b->dim, rv, bytes, NDL_COPY_D2H);
+    ctx->backend->copy(h + 2 * b->dim, mean, bytes, NDL_COPY_D2H);
+    ctx->backend->copy(h + 3 * b->dim, var, bytes, NDL_COPY_D2H);
+    rm = h;
+    rv = h + b->dim;
+    mean = h + 2 * b->dim;
+    var = h + 3 * b->dim;
+  }
+  for (int64_t j = 0; j < b->dim; j++) {
+    rm[j] = ndl_km_running(rm[j], mean[j], keep, m);
+    rv[j] = ndl_km_running(rv[j], var[j], keep, m);
+  }
+  if (!host) {
+    ctx->backend->copy(ndl_tensor_ptr(b->running_mean), rm, bytes, NDL_COPY_H2D);
+    ctx->backend->copy(ndl_tensor_ptr(b->running_var), rv, bytes, NDL_COPY_H2D);
+  }
+  count_batch(ctx, b);
 }
 
 static int check_dims(ndl_ctx *ctx, const char *kind, const norm_module *b, const ndl_tensor *x) {
@@ -67,20 +101,19 @@ static ndl_tensor *batchnorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x)
   }
   ndl_nn_env *env = m->env;
   if (env->fused || env->allreduce) {
-    float *mean = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
-    float *var = ndl_ctx_alloc(ctx, (size_t)b->dim * sizeof(float));
-    if (!mean || !var) return NULL;
-    /* SyncBN averages over the global batch; plain BN over this process's rows */
-    ndl_tensor *y = ndl_batchnorm_train(ctx, x, b->weight, b->bias, b->eps,
-                                        env->allreduce ? env->global_rows : 0, env->allreduce,
-                                        env->allreduce_handle, mean, var);
-    if (y && (env->allreduce || x->shape[0] > 0)) update_running(b, mean, var);
+    /* SyncBN averages over the global batch; plain BN over this process's rows. The fused op folds
+     * the batch statistics into the running buffers unless the global batch is empty. */
+    int64_t rows = env->allreduce ? env->global_rows : 0;
+    ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, b->weight, b->bias, b->eps, rows, env->allreduce,
+                                                env->allreduce_handle, ndl_tensor_ptr(b->running_mean),
+                                                ndl_tensor_ptr(b->running_var), b->momentum);
+    if (y && (env->allreduce ? rows > 0 || x->shape[0] > 0 : x->shape[0] > 0)) count_batch(ctx, b);
     return y;
   }
   ndl_tensor *mean, *var;
   ndl_tensor *xh = composed_normalize(ctx, x, 0, b->eps, &mean, &var);
   ndl_tensor *y = ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
-  if (y && x->shape[0] > 0) update_running(b, ndl_tensor_ptr(mean), ndl_tensor_ptr(var));
+  if (y && x->shape[0] > 0) update_running(ctx, b, mean, var);
   return y;
 }
 
@@ -108,8 +141,9 @@ static norm_module *norm_new(ndl_nn_env *env, const ndl_module_vtable *vt, const
     ndl_module_free(&b->base);
     return NULL;
   }
-  float *w = ndl_tensor_ptr(b->weight);
+  float *w = ndl_params_host_ptr(&env->params, b->weight);
   for (int64_t j = 0; j < dim; j++) w[j] = 1.0f;
+  ndl_params_push_tensor(&env->params, b->weight);
   return b;
 }
 
@@ -126,8 +160,9 @@ ndl_module *ndl_nn_batchnorm1d(ndl_nn_env *env, const char *name, int64_t dim, f
     ndl_module_free(&b->base);
     return NULL;
   }
-  float *rv = ndl_tensor_ptr(b->running_var);
+  float *rv = ndl_params_host_ptr(&env->buffers, b->running_var);
   for (int64_t j = 0; j < dim; j++) rv[j] = 1.0f;
+  ndl_params_push_tensor(&env->buffers, b->running_var);
   return &b->base;
 }
 

@@ -88,10 +88,24 @@ static ndl_optim *optim_alloc(size_t size, const ndl_optim_vtable *vt, ndl_param
                               double wd) {
   ndl_optim *o = ndl_calloc(1, size);
   int64_t numel = vt->state_per_param * p->numel;
-  float *state = numel ? ndl_calloc((size_t)numel, sizeof(float)) : NULL;
-  if (!o || (numel && !state)) {
+  const ndl_backend *be = ndl_backend_for(p->device);
+  int host = p->device == NDL_DEV_CPU;
+  float *state = NULL, *state_host = NULL;
+  if (numel && host) {
+    state = state_host = ndl_calloc((size_t)numel, sizeof(float));
+  } else if (numel) { /* zeroed on the device, and a zeroed host mirror */
+    state = be->alloc((size_t)numel * sizeof(float));
+    state_host = ndl_calloc((size_t)numel, sizeof(float));
+    if (state) be->fill(state, 0.0f, numel);
+  }
+  if (!o || (numel && (!state || !state_host))) {
     ndl_free(o);
-    ndl_free(state);
+    if (host) {
+      ndl_free(state);
+    } else {
+      be->free(state);
+      ndl_free(state_host);
+    }
     ndl_errorf(NDL_ERR_NOMEM, "%s: out of memory for %lld state floats", vt->name,
                (long long)numel);
     return NULL;
@@ -102,6 +116,7 @@ static ndl_optim *optim_alloc(size_t size, const ndl_optim_vtable *vt, ndl_param
   o->weight_decay = wd;
   o->t = 0;
   o->state = state;
+  o->state_host = state_host;
   o->state_numel = numel;
   return o;
 }
@@ -193,7 +208,12 @@ void ndl_optim_zero_grad(ndl_optim *o) { ndl_params_zero_grad(o->params); }
 
 void ndl_optim_free(ndl_optim *o) {
   if (!o) return;
-  ndl_free(o->state);
+  if (o->state_host != o->state) {
+    ndl_backend_for(o->params->device)->free(o->state);
+    ndl_free(o->state_host);
+  } else {
+    ndl_free(o->state);
+  }
   ndl_free(o);
 }
 
@@ -201,7 +221,19 @@ const char *ndl_optim_name(const ndl_optim *o) { return o->vt->name; }
 
 float *ndl_optim_state(ndl_optim *o, int64_t *numel) {
   if (numel) *numel = o->state_numel;
-  return o->state;
+  return o->state_host;
+}
+
+void ndl_optim_pull(ndl_optim *o) {
+  if (o->state_host == o->state) return;
+  ndl_backend_for(o->params->device)->copy(o->state_host, o->state, (size_t)o->state_numel * sizeof(float),
+                                           NDL_COPY_D2H);
+}
+
+void ndl_optim_push(ndl_optim *o) {
+  if (o->state_host == o->state) return;
+  ndl_backend_for(o->params->device)->copy(o->state, o->state_host, (size_t)o->state_numel * sizeof(float),
+                                           NDL_COPY_H2D);
 }
 
 int64_t ndl_optim_step_count(const ndl_optim *o) { return o->t; }
@@ -216,7 +248,8 @@ ndl_status ndl_optim_load_state(ndl_optim *o, const float *state, int64_t numel,
     return ndl_errorf(NDL_ERR_MISMATCH, "%s: checkpoint has %lld state floats, optimizer %lld",
                       o->vt->name, (long long)numel, (long long)o->state_numel);
   if (t < 0) return ndl_errorf(NDL_ERR_ARG, "%s: step count %lld < 0", o->vt->name, (long long)t);
-  if (numel) memcpy(o->state, state, (size_t)numel * sizeof(float));
+  if (numel && state != o->state_host) memcpy(o->state_host, state, (size_t)numel * sizeof(float));
+  ndl_optim_push(o);
   o->t = t;
   return NDL_OK;
 }

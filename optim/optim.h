@@ -37,7 +37,9 @@ struct ndl_optim {
   double lr;            /* learning rate (a Python float in needle; rounded to float32 when used) */
   double weight_decay;  /* L2 (coupled, added to the gradient) or, for AdamW, decoupled */
   int64_t t;            /* steps taken (Adam's bias-correction counter; counted for all) */
-  float *state;         /* owned, state_numel floats, zero at start; NULL when state_numel == 0 */
+  float *state;         /* owned, state_numel floats on the params' device, zero at start; NULL when
+                           state_numel == 0 */
+  float *state_host;    /* host mirror of state (ndl_optim_pull/push); == state on the host */
   int64_t state_numel;  /* vt->state_per_param * params->numel */
 };
 
@@ -81,13 +83,18 @@ void ndl_optim_free(ndl_optim *o);
 
 /* Kind name ("sgd", "adam", "adamw", "rmsprop"); static string. */
 const char *ndl_optim_name(const ndl_optim *o);
-/* The flat state buffer (borrowed, writable; NULL when empty) and its length in floats. */
+/* The host mirror of the flat state (borrowed, writable; NULL when empty) and its length in
+ * floats: the state itself on the host; on a device, valid after ndl_optim_pull and written back by
+ * ndl_optim_push. */
 float *ndl_optim_state(ndl_optim *o, int64_t *numel);
+/* Host mirror <- device state; and device state <- host mirror (both no-ops on the host). */
+void ndl_optim_pull(ndl_optim *o);
+void ndl_optim_push(ndl_optim *o);
 /* Steps taken so far (checkpoint this with the state). */
 int64_t ndl_optim_step_count(const ndl_optim *o);
 /* Set the step counter alone (a resumed step count received from rank 0); NDL_ASSERT t >= 0. */
 void ndl_optim_set_step_count(ndl_optim *o, int64_t t);
-/* Restore a checkpoint: copy numel floats into the state and set the step counter.
+/* Restore a checkpoint: copy numel host floats into the state (both copies) and set the step counter.
  * NDL_ERR_MISMATCH (state untouched) when numel differs from the state size;
  * NDL_ERR_ARG if t < 0. */
 ndl_status ndl_optim_load_state(ndl_optim *o, const float *state, int64_t numel, int64_t t);

@@ -3,7 +3,10 @@
 #  1. no file outside core/cuda/ (and a dist/*nccl* transport) includes a CUDA, cuBLAS or NCCL header;
 #  2. no file outside core/cpu/ (tests of the CPU kernels excepted) calls an ndl_cpu_* function;
 #  3. core/cpu/ includes no autograd or op-building header (a backend is a leaf: tensor.h, backend.h);
-#  4. only core/tensor.c, core/backend.c (and tests) name ndl_backend_cpu(): ops go through ctx->backend.
+#  4. only core/tensor.c, core/backend.c (and tests) name ndl_backend_cpu(): ops go through ctx->backend;
+#  5. the test device (NDL_DEV_TEST, ndl_backend_register_test) is named only in tests/ and in
+#     core/tensor.[ch], core/backend.[ch], which define it: no product path runs on the fenced backend.
+# Host code touching backend memory is not greppable: tests/test_fenced.cc catches it (SIGSEGV).
 # Usage: test_layering.sh SRC_ROOT            check the tree, exit 1 listing each violation
 #        test_layering.sh --selftest SRC_ROOT  copy the tree, inject one violation per rule, expect 1 each
 set -u
@@ -35,6 +38,11 @@ check() {
       *) hits=$(grep -nE '\bndl_backend_cpu[[:space:]]*\(' "$f")
          [ -n "$hits" ] && { echo "rule 4 (ndl_backend_cpu() outside tensor.c/backend.c; use ctx->backend): $f: $hits"; bad=1; } ;;
     esac
+    case $f in
+      tests/*|core/tensor.c|core/tensor.h|core/backend.c|core/backend.h) ;;
+      *) hits=$(grep -nE '\b(NDL_DEV_TEST|ndl_backend_register_test)\b' "$f")
+         [ -n "$hits" ] && { echo "rule 5 (the test device outside tests/): $f: $hits"; bad=1; } ;;
+    esac
   done
   [ $bad = 0 ] && echo "test_layering: ${#files[@]} files, all rules hold"
   return $bad
@@ -50,6 +58,7 @@ selftest() {
     'core/autograd.c|static void f(void) { ndl_cpu_accumulate(0, 0); }'
     'core/cpu/nn_kernels.c|#include "core/autograd.h"'
     'core/nn_ops.c|static const void *g(void) { return ndl_backend_cpu(); }'
+    'launch/trainer.c|static const int dev = NDL_DEV_TEST;'
   )
   for item in "${inject[@]}"; do
     local file=${item%%|*} line=${item#*|}

@@ -193,6 +193,13 @@ static void cpu_fill(float *dst, float value, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = value;
 }
 static void cpu_sync(void) {}
+static void cpu_gather_batch(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
+                             const int64_t *idx, int64_t n, int64_t row_len) {
+  for (int64_t i = 0; i < n; i++) {
+    memcpy(dst + i * row_len, src + idx[i] * row_len, (size_t)row_len * sizeof(float));
+    dst_labels[i] = labels[idx[i]];
+  }
+}
 
 static const ndl_backend cpu_backend = {
     .name = "cpu",
@@ -207,6 +214,7 @@ static const ndl_backend cpu_backend = {
     .accumulate = ndl_cpu_accumulate,
     .sync = cpu_sync,
     .optim_update = ndl_cpu_optim_update,
+    .gather_batch = cpu_gather_batch,
 };
 
 const ndl_backend *ndl_backend_cpu(void) { return &cpu_backend; }

@@ -106,6 +106,13 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   }
   for (int64_t j = 0; j < d; j++) s->invstd[j] = ndl_km_invstd(s->var[j], s->eps);
   bn_apply(x, n, d, s->mean, s->invstd, w, b, s->xhat, ndl_tensor_ptr(node));
+  if (s->running_mean && s->count > 0) { /* an empty global batch's 0/0 would make them NaN */
+    float keep = (float)(1.0 - (double)s->momentum), m = s->momentum;
+    for (int64_t j = 0; j < d; j++) {
+      s->running_mean[j] = ndl_km_running(s->running_mean[j], s->mean[j], keep, m);
+      s->running_var[j] = ndl_km_running(s->running_var[j], s->var[j], keep, m);
+    }
+  }
   return NDL_OK;
 }
 
@@ -134,9 +141,14 @@ static ndl_status layernorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
 static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
   ndl_ce_state *s = node->aux;
   int64_t n = node->src[0]->shape[0], c = node->src[0]->shape[1];
+  for (int64_t i = 0; i < n; i++) /* the caller's contract (backend.h); cheap to keep checking here */
+    if (s->labels[i] < 0 || s->labels[i] >= c)
+      return ndl_ctx_fail(ctx, NDL_ERR_ARG, "softmax_cross_entropy: label %d of row %lld outside [0,%lld)",
+                          s->labels[i], (long long)i, (long long)c);
   const float *z = ndl_cpu_contiguous(ctx, node->src[0]);
   if (!z) return ctx->status;
   double total = 0.0;
+  int64_t wrong = 0;
   for (int64_t i = 0; i < n; i++) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
@@ -151,8 +163,13 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < c; j++) pr[j] *= inv;
     total += lse - (double)zr[s->labels[i]];
+    if (s->sums) wrong += ndl_km_argmax_first(zr, c) != s->labels[i];
   }
   ndl_tensor_ptr(node)[0] = (float)(total / s->denom);
+  if (s->sums) {
+    s->sums[0] += total;
+    s->sums[1] += (double)wrong;
+  }
   return NDL_OK;
 }
 
