@@ -45,6 +45,9 @@ typedef struct ndl_trainer {
   FILE *log;             /* --log, or NULL */
   ndl_watchdog *wd;      /* borrowed step watchdog (phases, heartbeats), or NULL */
   struct ndl_profile *prof; /* borrowed --profile timer (the watchdog forwards the phases), or NULL */
+  const struct ndl_backend *backend; /* computes the step: the CPU's, or the GPU's with --device cuda */
+  struct ndl_device_data *dev;       /* device backend: data sets and batch in its memory; else NULL */
+  struct ndl_step_graph *graph;      /* --cuda-graph: the captured step, or NULL */
 } ndl_trainer;
 
 /* Why a call stopped: finished the epoch, or hit --max-steps. */
