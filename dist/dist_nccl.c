@@ -121,7 +121,7 @@ ndl_status ndl_dist_nccl_init(ndl_dist *d) {
     ndl_free(n);
     return st;
   }
-  d->nccl = n;
+  __atomic_store_n(&d->nccl, n, __ATOMIC_RELEASE); /* the step watchdog's thread polls it */
   return NDL_OK;
 }
 
@@ -186,7 +186,7 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist
 }
 
 int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) {
-  struct ndl_dist_nccl *n = d ? d->nccl : NULL;
+  struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
   if (!n || atomic_load(&n->aborted)) return 0;
   ncclResult_t ae = ncclSuccess;
   if (ncclCommGetAsyncError(n->comm, &ae) != ncclSuccess || ae == ncclSuccess || ae == ncclInProgress) return 0;
@@ -195,7 +195,7 @@ int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) {
 }
 
 void ndl_dist_device_abort(ndl_dist *d) {
-  struct ndl_dist_nccl *n = d ? d->nccl : NULL;
+  struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
   if (n && atomic_exchange(&n->aborted, 1) == 0) ncclCommAbort(n->comm);
 }
 

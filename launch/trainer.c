@@ -219,6 +219,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_optim_zero_grad(t->opt);
   if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
   ndl_tensor *logits = NULL, *loss = NULL;
+  if (t->graph) ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1); /* a replay too */
   ndl_status st = ndl_step_graph_run(t->graph, b->global_count == t->cfg.batch_size, ctx, step_nodes, &a, &logits, &loss);
   if (t->graph && t->graph->off && !t->graph->said && t->cfg.verbose) {
     ndl_dist_log0(t->dist, "--cuda-graph: eager steps: %s", t->graph->why);

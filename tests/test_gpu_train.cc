@@ -160,11 +160,16 @@ TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {
 TEST_F(GpuTrain, CudaGraphFollowsEagerSteps) {
   NEED_GPU();
   std::string a = kSgd + "--device cuda --drop-prob 0 ";  // dropout keeps steps eager
-  RunResult e = train(a, "eager.jsonl"), g = train(a + "--cuda-graph --verbose", "graph.jsonl");
+  RunResult e = train(a + "--save eager.safetensors", "eager.jsonl");
+  RunResult g = train(a + "--save graph.safetensors --cuda-graph --verbose", "graph.jsonl");
   ASSERT_EQ(e.code, 0) << e.err;
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_EQ(g.err.find("eager steps"), std::string::npos) << "the capture fell back: " << g.err;
   expect_follows(losses("eager.jsonl"), losses("graph.jsonl"), 50, 1e-6);
+  // host-side state a forward keeps (BatchNorm's num_batches_tracked, running statistics) must not
+  // be skipped by a replay: the saved weights and buffers are the eager run's
+  EXPECT_TRUE(slurp(dir + "/eager.safetensors") == slurp(dir + "/graph.safetensors"))
+      << "--save after --cuda-graph differs from the eager run's";
   RunResult d = train(kSgd + "--device cuda --cuda-graph --verbose", "drop.jsonl");
   ASSERT_EQ(d.code, 0) << d.err;
   EXPECT_NE(d.err.find("--cuda-graph: eager steps: dropout"), std::string::npos) << d.err;
