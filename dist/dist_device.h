@@ -30,9 +30,8 @@ ndl_status ndl_dist_gpu_bind(ndl_dist *d, int count);
 ndl_status ndl_dist_nccl_init(ndl_dist *d);
 /* Whether ndl_dist_nccl_init succeeded on d. */
 int ndl_dist_uses_nccl(const ndl_dist *d);
-/* Sum n floats of buf (memory of be) over all ranks in place, what names it in messages. With NCCL
- * and a backend that names its stream the sum is queued there (no host wait; a step capture records
- * it); otherwise it has completed on return. */
+/* Sum n floats of buf (memory of be) over all ranks in place, what names it in messages; completed
+ * on return (NCCL: after be->sync, on the communicator's stream, waited for under the deadline). */
 ndl_status ndl_dist_allreduce_sum_dev(ndl_dist *d, const ndl_backend *be, float *buf, int64_t n,
                                       const char *what);
 /* Copy root's bytes of buf (memory of be) into buf on every rank; completed on return. */

@@ -69,7 +69,7 @@ void ndl_dist_nccl_free(ndl_dist *d) { (void)d; }
 
 struct ndl_dist_nccl {
   ncclComm_t comm;
-  cudaStream_t stream; /* for backends that do not name their stream (then the collective is synced) */
+  cudaStream_t stream; /* the collectives' own stream (the backend's work is synced before them) */
   int64_t seq;         /* NCCL collectives so far (the MPI path counts its own in d->seq) */
   atomic_int aborted;  /* ncclCommAbort ran (from any thread): skip ncclCommDestroy */
 };
@@ -163,21 +163,16 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist
   NDL_ASSERT(n && be && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64 || op == NDL_DIST_BCAST));
   if (d->broken) return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
   n->seq++;
-  /* an all-reduce goes behind the backward on the backend's stream when it names it (no host
-   * wait, and a step capture records it); otherwise, and for a broadcast, sync and use ours */
-  cudaStream_t s = op != NDL_DIST_BCAST && be->stream ? (cudaStream_t)be->stream() : NULL;
-  int queued = s != NULL;
-  if (!queued) {
-    be->sync();
-    s = n->stream;
-  }
+  /* backend.h names no stream: the backward is finished first, then the collective runs on ours and
+   * is waited for under the deadline (so a dead peer is a timeout here, not a hang in a later copy) */
+  be->sync();
+  cudaStream_t s = n->stream;
   double t0 = now_s();
   if (op == NDL_DIST_BCAST)
     NDL_NCCL_CHECK(d, ncclBroadcast(buf, buf, (size_t)count, ncclUint8, root, n->comm, s));
   else
     NDL_NCCL_CHECK(d, ncclAllReduce(buf, buf, (size_t)count, op == NDL_DIST_SUM_F32 ? ncclFloat32 : ncclFloat64,
                                     ncclSum, n->comm, s));
-  if (queued) return NDL_OK; /* errors surface through ndl_dist_device_error (the step watchdog) */
   ndl_watchdog_collective(d->watchdog, d->timeout_s);
   ndl_status st = wait_stream(d, s, what, t0);
   ndl_watchdog_collective(d->watchdog, 0);

@@ -30,6 +30,7 @@ static double now_s(void) {
 
 static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
   const ndl_train_config *c = &t->cfg;
+  /* the stores on t->backend's device: ndl_nn_env_init_on once the core has it (h/devcore) */
   ndl_nn_env_init(&t->env, &t->rng);
   ndl_rng_seed(&t->rng, c->needle_compat ? 4u : (uint32_t)c->seed);
   if (c->model == NDL_MODEL_MLPRESNET)
@@ -77,9 +78,9 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dis
   if (t->train.n && t->test.n && ndl_dataset_sample_dim(&t->test) != input_dim)
     return ndl_errorf(NDL_ERR_FORMAT, "%s: test images have %lld pixels, training images %lld",
                       cfg->data_dir, (long long)ndl_dataset_sample_dim(&t->test), (long long)input_dim);
-  if ((st = build_model(t, input_dim)) != NDL_OK) return st;
   t->backend = cfg->device == NDL_DEVICE_CUDA ? ndl_backend_cuda(NULL) : ndl_backend_for(NDL_DEV_CPU);
   if (!t->backend) return ndl_errorf(NDL_ERR_ARG, "--device cuda: no CUDA backend");
+  if ((st = build_model(t, input_dim)) != NDL_OK) return st;
   t->ctx = ndl_ctx_new_on(t->backend);
   if (!t->ctx) return ndl_errorf(NDL_ERR_NOMEM, "out of memory creating the step context");
   ndl_status small = t->world > 1 ? NDL_ERR_DIST : NDL_ERR_FORMAT;
@@ -142,10 +143,9 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
   /* one replica: rank 0's parameters, buffers, optimizer state and counters everywhere */
   int64_t state_n = 0;
   float *state = ndl_optim_state(t->opt, &state_n);
-  const ndl_backend *pb = ndl_backend_for(t->env.params.device), *bb = ndl_backend_for(t->env.buffers.device);
-  if ((st = ndl_dist_broadcast_dev(t->dist, pb, t->env.params.data, t->env.params.numel * 4, 0, "parameter broadcast")) ||
-      (st = ndl_dist_broadcast_dev(t->dist, bb, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
-      (state_n && (st = ndl_dist_broadcast_dev(t->dist, pb, state, state_n * 4, 0, "optimizer broadcast"))))
+  if ((st = ndl_dist_broadcast(t->dist, t->env.params.data, t->env.params.numel * 4, 0, "parameter broadcast")) ||
+      (st = ndl_dist_broadcast(t->dist, t->env.buffers.data, t->env.buffers.numel * 4, 0, "buffer broadcast")) ||
+      (state_n && (st = ndl_dist_broadcast(t->dist, state, state_n * 4, 0, "optimizer broadcast"))))
     return st;
   /* rank 0 alone read --resume: its counters, RNG and data position everywhere */
   return c->resume ? ndl_trainer_sync_resume(t) : NDL_OK;

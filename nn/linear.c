@@ -1,7 +1,6 @@
 /* linear.c: Linear (y = xW + b over any leading dims) and Dropout. Linear draws its weight then its
  * bias from the env's RNG at construction (needle's order); Dropout draws one rand per element of the
  * whole global batch so every rank sees the same stream and keeps its own rows. */
-#include "core/backend.h"
 #include "core/ops.h"
 #include "core/nn_ops.h"
 #include "nn/init.h"
@@ -64,19 +63,6 @@ typedef struct {
   float p;
 } dropout_module;
 
-/* A mask in device memory: the same host draws (so a GPU run follows the CPU run), uploaded; the
- * host buffer is released after the backend has finished with it. 0 with NOMEM on ctx on failure. */
-static int fill_mask_on_host(ndl_ctx *ctx, ndl_rng *rng, ndl_tensor *mask, int64_t n, double keep) {
-  if (n == 0) return 1;
-  float *host = ndl_malloc((size_t)n * sizeof(float));
-  if (!host) return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "dropout: out of memory for a %lld-element mask", (long long)n), 0;
-  ndl_rng_fill_bernoulli(rng, host, n, keep);
-  ctx->backend->copy(ndl_tensor_ptr(mask), host, (size_t)n * sizeof(float), NDL_COPY_H2D);
-  ctx->backend->sync();
-  ndl_free(host);
-  return 1;
-}
-
 static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   dropout_module *d = (dropout_module *)m;
   if (!m->training) return x;
@@ -90,8 +76,7 @@ static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   if (!mask) return NULL;
   double keep = 1.0 - (double)d->p;
   ndl_rng_skip_rand(m->env->rng, first * cols);
-  if (mask->device == NDL_DEV_CPU) ndl_rng_fill_bernoulli(m->env->rng, ndl_tensor_ptr(mask), rows * cols, keep);
-  else if (!fill_mask_on_host(ctx, m->env->rng, mask, rows * cols, keep)) return NULL;
+  ndl_rng_fill_bernoulli(m->env->rng, ndl_tensor_ptr(mask), rows * cols, keep);
   ndl_rng_skip_rand(m->env->rng, (global_rows - first - rows) * cols);
   if (!m->env->fused) return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
   return ndl_dropout(ctx, x, mask, (float)keep);
