@@ -58,7 +58,18 @@ static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
 }
 
 ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data) {
+  const ndl_backend *be = cfg->device == NDL_DEVICE_CUDA ? ndl_backend_cuda(NULL) : ndl_backend_for(NDL_DEV_CPU);
+  if (!be) {
+    memset(t, 0, sizeof *t);
+    return ndl_errorf(NDL_ERR_ARG, "--device cuda: no CUDA backend");
+  }
+  return ndl_trainer_init_on(t, cfg, dist, load_data, be);
+}
+
+ndl_status ndl_trainer_init_on(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data,
+                               const ndl_backend *be) {
   memset(t, 0, sizeof *t);
+  t->backend = be;
   t->cfg = *cfg;
   t->dist = dist;
   t->rank = dist ? ndl_dist_rank(dist) : 0;
@@ -78,8 +89,6 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dis
   if (t->train.n && t->test.n && ndl_dataset_sample_dim(&t->test) != input_dim)
     return ndl_errorf(NDL_ERR_FORMAT, "%s: test images have %lld pixels, training images %lld",
                       cfg->data_dir, (long long)ndl_dataset_sample_dim(&t->test), (long long)input_dim);
-  t->backend = cfg->device == NDL_DEVICE_CUDA ? ndl_backend_cuda(NULL) : ndl_backend_for(NDL_DEV_CPU);
-  if (!t->backend) return ndl_errorf(NDL_ERR_ARG, "--device cuda: no CUDA backend");
   if ((st = build_model(t, input_dim)) != NDL_OK) return st;
   t->ctx = ndl_ctx_new_on(t->backend);
   if (!t->ctx) return ndl_errorf(NDL_ERR_NOMEM, "out of memory creating the step context");

@@ -56,6 +56,11 @@ typedef enum { NDL_EPOCH_DONE = 0, NDL_EPOCH_STOPPED = 1 } ndl_epoch_end;
 /* Seed, build model and optimizer (data is loaded only when load_data). Status + message on error.
  * No collective runs here, so a failure can be agreed on afterwards (ndl_trainer_agree). */
 ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data);
+/* The same with the step computed on backend be (borrowed; ndl_trainer_init takes the CPU's, or the
+ * CUDA one for --device cuda): a test runs the device path on a stand-in device backend. */
+struct ndl_backend;
+ndl_status ndl_trainer_init_on(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data,
+                               const struct ndl_backend *be);
 /* Startup check across ranks (parameter count, layout hash, hyper-parameters, data sizes), then
  * parameters, buffers and optimizer state broadcast from rank 0, and with --resume rank 0's resume
  * state (ndl_trainer_sync_resume). NDL_ERR_DIST on a mismatch. */
