@@ -10,7 +10,9 @@
 extern "C" {
 #endif
 
-/* Builds a step's forward, loss and backward in ctx (all device work queued on the backend). */
+/* Builds a step's forward, loss and backward in ctx (all device work queued on the backend). It may
+ * be called twice for one step (a capture that failed, then eagerly): it must then undo the host
+ * state the first call consumed (the trainer restores the shared RNG). */
 typedef ndl_status (*ndl_step_fn)(void *arg, ndl_ctx *ctx, ndl_tensor **logits, ndl_tensor **loss);
 
 typedef struct ndl_step_graph {

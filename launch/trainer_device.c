@@ -11,7 +11,7 @@
 
 ndl_status ndl_trainer_device_setup(ndl_trainer *t) {
   const ndl_backend *be = t->backend;
-  if (be->device == NDL_DEV_CPU) return NDL_OK;
+  if (be->device == NDL_DEV_CPU) return NDL_OK; /* (config.c refuses --cuda-graph with --device cpu) */
   if (t->env.params.device != be->device || t->env.buffers.device != be->device)
     return ndl_errorf(NDL_ERR_ARG, "--device %s: the model's parameters were built in %s memory, and this build's "
                       "core cannot hand them to the %s backend", be->name, ndl_device_name(t->env.params.device),
@@ -23,7 +23,8 @@ ndl_status ndl_trainer_device_setup(ndl_trainer *t) {
   if (!be->graph_begin || !be->graph_end || !be->graph_replay || !be->graph_free)
     return ndl_errorf(NDL_ERR_ARG, "--cuda-graph: the %s backend cannot capture a step", be->name);
   if ((st = ndl_step_graph_new(be, &t->graph)) != NDL_OK) return st;
-  if (t->cfg.drop_prob > 0) ndl_step_graph_off(t->graph, "dropout masks are drawn on the host every step");
+  if (t->cfg.drop_prob > 0 || t->cfg.model == NDL_MODEL_MLPRESNET) /* needle's MLPResNet draws them at p = 0 too */
+    ndl_step_graph_off(t->graph, "dropout masks are drawn on the host every step");
   if (t->env.allreduce) ndl_step_graph_off(t->graph, "SyncBN sums its batch statistics on the host");
   return NDL_OK;
 }
