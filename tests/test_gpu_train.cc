@@ -159,7 +159,7 @@ TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {
 
 TEST_F(GpuTrain, CudaGraphFollowsEagerSteps) {
   NEED_GPU();
-  std::string a = kSgd + "--device cuda --drop-prob 0 ";  // dropout keeps steps eager
+  std::string a = kSgd + "--device cuda --model mlp --drop-prob 0 ";  // dropout keeps steps eager
   RunResult e = train(a + "--save eager.safetensors", "eager.jsonl");
   RunResult g = train(a + "--save graph.safetensors --cuda-graph --verbose", "graph.jsonl");
   ASSERT_EQ(e.code, 0) << e.err;
@@ -170,7 +170,7 @@ TEST_F(GpuTrain, CudaGraphFollowsEagerSteps) {
   // be skipped by a replay: the saved weights and buffers are the eager run's
   EXPECT_TRUE(slurp(dir + "/eager.safetensors") == slurp(dir + "/graph.safetensors"))
       << "--save after --cuda-graph differs from the eager run's";
-  RunResult d = train(kSgd + "--device cuda --cuda-graph --verbose", "drop.jsonl");
+  RunResult d = train(kSgd + "--device cuda --cuda-graph --verbose", "drop.jsonl");  // MLPResNet
   ASSERT_EQ(d.code, 0) << d.err;
   EXPECT_NE(d.err.find("--cuda-graph: eager steps: dropout"), std::string::npos) << d.err;
 }
