@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "dist/dist_device.h"
 #include "dist/step_profile.h"
 #include "dist/step_watchdog.h"
 
@@ -129,17 +130,21 @@ void ndl_dist_log0(const ndl_dist *d, const char *fmt, ...) {
 void ndl_dist_abort(ndl_dist *d, int code) {
   fflush(stdout);
   fflush(stderr);
+  ndl_dist_device_abort(d); /* no GPU kernel keeps waiting on a peer */
   if (d && d->mpi) ndl_dist_mpi_abort(d, code);
   exit(code);
 }
 
 void ndl_dist_abort_async(ndl_dist *d, int code) {
+  ndl_dist_device_abort(d);
   if (d && d->mpi) ndl_dist_mpi_abort(d, code);
   _exit(code);
 }
 
 void ndl_dist_free(ndl_dist *d) {
   if (!d) return;
+  ndl_dist_nccl_free(d); /* before MPI_Finalize */
+  ndl_free(d->stage);
   if (d->mpi) ndl_dist_mpi_free(d);
   ndl_free(d);
 }

@@ -3,6 +3,7 @@
 #ifndef NDL_DIST_INTERNAL_H
 #define NDL_DIST_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dist/dist.h"
@@ -42,6 +43,11 @@ struct ndl_dist {
   double fault_seconds;  /* NDL_FAULT_SLOW */
   int fault_done;        /* a slow fault runs once */
   ndl_dist_mpi *mpi; /* NULL when no MPI was initialized (world 1) */
+  /* device buffers (dist_device.c): the host staging buffer of the MPI path, and the NCCL
+   * transport (dist_nccl.c), NULL unless ndl_dist_nccl_init succeeded */
+  void *stage;
+  size_t stage_bytes;
+  struct ndl_dist_nccl *nccl;
 };
 
 /* NDL_FAULT where= value for a fault inside a collective, after this rank's arrival token is sent
@@ -58,5 +64,13 @@ ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const
 /* MPI_Abort(MPI_COMM_WORLD, code) when MPI is up; returns only when it could not abort. */
 void ndl_dist_mpi_abort(ndl_dist *d, int code);
 void ndl_dist_mpi_free(ndl_dist *d);
+
+/* The NCCL transport (dist_nccl.c; dist_nccl_none.c in builds without CUDA). One collective on
+ * d->nccl (SUM_F32, SUM_F64 or BCAST; count elements, bytes for BCAST) over memory of be. */
+struct ndl_backend;
+ndl_status ndl_dist_nccl_collective(ndl_dist *d, const struct ndl_backend *be, ndl_dist_op op, void *buf,
+                                    int64_t count, int root, const char *what);
+/* Destroy the communicator (skipped after an abort); NULL d->nccl is a no-op. */
+void ndl_dist_nccl_free(ndl_dist *d);
 
 #endif

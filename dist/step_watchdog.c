@@ -1,7 +1,8 @@
 /* step_watchdog.c: the step watchdog thread. The trainer's side is atomic stores (phase, step, epoch,
  * a heartbeat counter); the thread wakes every min(0.25 s, timeout/8), notes when the counter last
  * moved, and past the current phase's allowance prints the stall line with write(2) (no stdio: the
- * stalled thread may hold stdout's lock) and ends the job through ndl_dist_abort_async.
+ * stalled thread may hold stdout's lock) and ends the job through ndl_dist_abort_async. It also
+ * polls NCCL's asynchronous error (dist_device.h) and ends the job the same way when one appears.
  * Leaves out: what each phase does (launch/trainer.c feeds it) and collective deadlines (dist_mpi.c). */
 #include "dist/step_watchdog.h"
 
@@ -14,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "dist/dist.h"
+#include "dist/dist_device.h"
 #include "dist/step_profile.h"
 
 #define COLLECTIVE_GRACE_S 5.0
@@ -91,6 +93,20 @@ static void fire(ndl_watchdog *w, double stalled) {
   ndl_dist_abort_async(w->dist, 5);
 }
 
+/* An asynchronous NCCL failure (dist_device.h): one line naming rank and step, then exit 5. */
+static void fire_device(ndl_watchdog *w, const char *what) {
+  char line[320];
+  int k = w->dist && ndl_dist_world(w->dist) > 1
+              ? snprintf(line, sizeof line, "ndl-train: rank %d: ", ndl_dist_rank(w->dist))
+              : snprintf(line, sizeof line, "ndl-train: ");
+  snprintf(line + k, sizeof line - (size_t)k, "%s in %s at step %lld (epoch %lld)\n", what,
+           phases[atomic_load(&w->phase)].label, (long long)atomic_load(&w->step),
+           (long long)atomic_load(&w->epoch));
+  ssize_t unused = write(2, line, strlen(line));
+  (void)unused;
+  ndl_dist_abort_async(w->dist, 5);
+}
+
 static void *watch_main(void *arg) {
   ndl_watchdog *w = arg;
   double poll = w->timeout_s / 8 < 0.25 ? w->timeout_s / 8 : 0.25;
@@ -106,6 +122,8 @@ static void *watch_main(void *arg) {
     until.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
     pthread_cond_timedwait(&w->cv, &w->mu, &until);
     if (w->stop) break;
+    char nccl[160];
+    if (w->dist && ndl_dist_device_error(w->dist, nccl, sizeof nccl)) fire_device(w, nccl);
     uint64_t b = atomic_load(&w->beats);
     double now = now_s();
     if (b != seen) {

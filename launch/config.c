@@ -119,7 +119,8 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
   static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
   static const char *const models[] = {"mlpresnet", "mlp"};
   static const char *const norms[] = {"none", "batch", "layer"};
-  static const char *const devices[] = {"auto", "cpu", "cuda"};
+  static const char *const devices[] = {"cpu", "cuda"};
+  static const char *const collectives[] = {"mpi", "nccl"};
   int64_t i;
   int ch, r;
   if (!strcmp(opt, "--data")) return c->data_dir = v, 0;
@@ -151,7 +152,9 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
     return (r = parse_choice(ps, opt, v, models, 2, &ch)) ? r : (c->model = (ndl_model_kind)ch, 0);
   if (!strcmp(opt, "--norm")) return (r = parse_choice(ps, opt, v, norms, 3, &ch)) ? r : (c->norm = ch, 0);
   if (!strcmp(opt, "--device"))
-    return (r = parse_choice(ps, opt, v, devices, 3, &ch)) ? r : (c->device = (ndl_device_kind)ch, 0);
+    return (r = parse_choice(ps, opt, v, devices, 2, &ch)) ? r : (c->device = (ndl_device_kind)(ch + 1), 0);
+  if (!strcmp(opt, "--collectives"))
+    return (r = parse_choice(ps, opt, v, collectives, 2, &ch)) ? r : (c->collectives = (ndl_collectives_kind)(ch + 1), 0);
   return -1;
 }
 
@@ -159,7 +162,7 @@ static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, cons
 static int set_flag(ndl_train_config *c, const char *opt) {
   static const char *const flags[] = {"--nesterov", "--sync-bn", "--no-sync-bn", "--needle-compat",
                                       "--no-shuffle", "--augment", "--eval-only", "--log-steps",
-                                      "--quiet", "--verbose", "--profile"};
+                                      "--quiet", "--verbose", "--profile", "--cuda-graph"};
   int k = -1;
   for (int i = 0; i < (int)(sizeof flags / sizeof flags[0]); i++)
     if (!strcmp(opt, flags[i])) k = i;
@@ -175,6 +178,7 @@ static int set_flag(ndl_train_config *c, const char *opt) {
     case 7: c->log_steps = 1; break;
     case 9: c->verbose = 1; break;
     case 10: c->profile = 1; break;
+    case 11: c->cuda_graph = 1; break;
     default: c->quiet = 1; break;
   }
   return 1;
@@ -196,8 +200,14 @@ static int check_combination(parse_state *ps, int argc, char **argv, const ndl_t
     return fail(ps, "%s: needs --checkpoint-dir DIR (checkpoints are written only there)%s", "--checkpoint-every", "");
   if (c->profile && c->eval_only)
     return fail(ps, "%s with --eval-only: it profiles training epochs, and nothing is trained%s", "--profile", "");
+  if (c->cuda_graph && c->eval_only)
+    return fail(ps, "%s with --eval-only: it captures training steps, and nothing is trained%s", "--cuda-graph", "");
   if (c->save && c->eval_only)
     return fail(ps, "%s with --eval-only: nothing is trained, so there is nothing to save%s", "--save", "");
+  if (c->device == NDL_DEVICE_CPU && c->collectives == NDL_COLL_NCCL)
+    return fail(ps, "%s with --device cpu: NCCL all-reduces GPU buffers; the CPU path uses MPI%s", "--collectives nccl", "");
+  if (c->device == NDL_DEVICE_CPU && c->cuda_graph)
+    return fail(ps, "%s with --device cpu: it replays a CUDA step%s", "--cuda-graph", "");
   for (int k = 0; k < 2; k++) {
     const char *opt = c->model == NDL_MODEL_MLP ? resnet_only[k] : mlp_only[k];
     if (given(argc, argv, opt))

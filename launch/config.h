@@ -12,6 +12,8 @@ extern "C" {
 typedef enum { NDL_OPT_SGD, NDL_OPT_ADAM, NDL_OPT_ADAMW, NDL_OPT_RMSPROP } ndl_optimizer_kind;
 typedef enum { NDL_MODEL_MLPRESNET, NDL_MODEL_MLP } ndl_model_kind;
 typedef enum { NDL_DEVICE_AUTO, NDL_DEVICE_CPU, NDL_DEVICE_CUDA } ndl_device_kind;
+/* --collectives: how device buffers are all-reduced across ranks (launch/device_select.c resolves AUTO). */
+typedef enum { NDL_COLL_AUTO, NDL_COLL_MPI, NDL_COLL_NCCL } ndl_collectives_kind;
 
 #define NDL_MAX_HIDDEN_LAYERS 16
 
@@ -33,7 +35,9 @@ typedef struct ndl_train_config {
   int needle_compat;
   int64_t seed;
   int shuffle, augment;
-  ndl_device_kind device;
+  ndl_device_kind device;           /* AUTO until ndl_device_resolve picks cpu or cuda */
+  ndl_collectives_kind collectives; /* AUTO until ndl_device_resolve */
+  int cuda_graph;                   /* --cuda-graph: capture the static-shape step once, replay it */
   int threads; /* 0: cores / local ranks */
   const char *load, *save, *checkpoint_dir, *resume, *log;
   int64_t checkpoint_every; /* 0: only at epoch ends (when a checkpoint dir is set) */

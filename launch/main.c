@@ -11,6 +11,7 @@
 #include "dist/dist.h"
 #include "launch/checkpoint.h"
 #include "launch/config.h"
+#include "launch/device_select.h"
 #include "launch/jsonlog.h"
 #include "launch/profile_report.h"
 #include "launch/threads.h"
@@ -147,10 +148,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ndl-train: %s\n", err);
     return EXIT_USAGE;
   }
-  if (cfg.device == NDL_DEVICE_CUDA) {
-    fprintf(stderr, "ndl-train: --device cuda: this build has no CUDA backend; use --device cpu\n");
-    return EXIT_USAGE;
-  }
   if (cfg.resume && cfg.eval_only) {
     fprintf(stderr, "ndl-train: --eval-only with --resume: evaluate a checkpoint with --load DIR/ckpt-<step>.safetensors\n");
     return EXIT_USAGE;
@@ -169,8 +166,14 @@ int main(int argc, char **argv) {
   if (cfg.verbose)
     ndl_dist_log_all(ndl_dist_world(dist) > 1 ? dist : NULL, "blas: %s", ndl_blas_describe(blas, sizeof blas));
   int code = 0;
+  const ndl_backend *backend = NULL; /* --device: the trainer's context is created on it */
+  if (ndl_device_resolve(&cfg, dist, &backend) != NDL_OK) code = report(EXIT_USAGE, NULL);
+  if (!code && cfg.verbose)
+    ndl_dist_log_all(ndl_dist_world(dist) > 1 ? dist : NULL, "device: %s (%s), collectives: %s%s", backend->name,
+                     cfg.device == NDL_DEVICE_CUDA ? "--device cuda" : "--device cpu",
+                     cfg.collectives == NDL_COLL_NCCL ? "nccl" : "mpi", cfg.cuda_graph ? ", --cuda-graph" : "");
   ndl_trainer t;
-  if (cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 &&
+  if (!code && cfg.checkpoint_dir && ndl_dist_rank(dist) == 0 &&
       ndl_checkpoint_prepare_dir(cfg.checkpoint_dir, cfg.resume) != NDL_OK)
     code = report(EXIT_STATE, "--checkpoint-dir");
   ndl_status s = code ? NDL_OK : ndl_trainer_init(&t, &cfg, dist, 1);

@@ -8,13 +8,18 @@
 #include <time.h>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/ops.h"
 #include "dist/dist_check.h"
+#include "dist/dist_device.h"
 #include "dist/step_profile.h"
 #include "launch/checkpoint.h"
+#include "launch/device_data.h"
 #include "launch/jsonlog.h"
 #include "launch/progress.h"
 #include "launch/resume_sync.h"
+#include "launch/step_graph.h"
+#include "launch/trainer_device.h"
 #include "nn/models.h"
 
 static double now_s(void) {
@@ -25,6 +30,7 @@ static double now_s(void) {
 
 static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
   const ndl_train_config *c = &t->cfg;
+  /* the stores on t->backend's device: ndl_nn_env_init_on once the core has it (h/devcore) */
   ndl_nn_env_init(&t->env, &t->rng);
   ndl_rng_seed(&t->rng, c->needle_compat ? 4u : (uint32_t)c->seed);
   if (c->model == NDL_MODEL_MLPRESNET)
@@ -52,7 +58,18 @@ static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
 }
 
 ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data) {
+  const ndl_backend *be = cfg->device == NDL_DEVICE_CUDA ? ndl_backend_cuda(NULL) : ndl_backend_for(NDL_DEV_CPU);
+  if (!be) {
+    memset(t, 0, sizeof *t);
+    return ndl_errorf(NDL_ERR_ARG, "--device cuda: no CUDA backend");
+  }
+  return ndl_trainer_init_on(t, cfg, dist, load_data, be);
+}
+
+ndl_status ndl_trainer_init_on(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data,
+                               const ndl_backend *be) {
   memset(t, 0, sizeof *t);
+  t->backend = be;
   t->cfg = *cfg;
   t->dist = dist;
   t->rank = dist ? ndl_dist_rank(dist) : 0;
@@ -73,7 +90,7 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dis
     return ndl_errorf(NDL_ERR_FORMAT, "%s: test images have %lld pixels, training images %lld",
                       cfg->data_dir, (long long)ndl_dataset_sample_dim(&t->test), (long long)input_dim);
   if ((st = build_model(t, input_dim)) != NDL_OK) return st;
-  t->ctx = ndl_ctx_new();
+  t->ctx = ndl_ctx_new_on(t->backend);
   if (!t->ctx) return ndl_errorf(NDL_ERR_NOMEM, "out of memory creating the step context");
   ndl_status small = t->world > 1 ? NDL_ERR_DIST : NDL_ERR_FORMAT;
   if (cfg->batch_size < t->world)
@@ -93,7 +110,7 @@ ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dis
     ndl_loader_config lc = {cfg->batch_size, cfg->shuffle, cfg->augment, 1};
     if ((st = ndl_loader_new(&t->train, &lc, &t->rng, &t->loader)) != NDL_OK) return st;
   }
-  return NDL_OK;
+  return ndl_trainer_device_setup(t); /* --device cuda: data uploaded once; a no-op on the CPU */
 }
 
 /* Names, shapes and order of a store, hashed. */
@@ -107,6 +124,8 @@ static uint64_t layout_hash(const ndl_params *p, uint64_t h) {
 }
 
 ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
+  /* NCCL for the device collectives: a collective itself (world 1: a one-rank communicator) */
+  if (t->cfg.collectives == NDL_COLL_NCCL && ndl_dist_nccl_init(t->dist) != NDL_OK) return NDL_ERR_DIST;
   if (t->world == 1) return NDL_OK;
   const ndl_train_config *c = &t->cfg;
   ndl_dist_field f[16];
@@ -137,6 +156,7 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
 }
 
 void ndl_trainer_free(ndl_trainer *t) {
+  ndl_trainer_device_free(t);
   ndl_loader_free(t->loader);
   ndl_optim_free(t->opt);
   ndl_module_free(t->model);
@@ -160,32 +180,77 @@ static int64_t count_errors(const ndl_tensor *logits, const int32_t *labels) {
   return wrong;
 }
 
-static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
-  ndl_ctx *ctx = t->ctx;
-  ndl_tensor x;
-  int64_t shape[2] = {b->local_count, (int64_t)b->rows * b->cols * b->channels};
-  ndl_tensor_init_view(&x, (float *)b->images, 2, shape);
-  t->env.global_rows = b->global_count;
-  t->env.row_offset = b->local_offset;
-  ndl_optim_zero_grad(t->opt);
-  if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
+/* One step's inputs for step_nodes (an ndl_step_fn, so that --cuda-graph can capture it). */
+typedef struct step_args {
+  ndl_trainer *t;
+  ndl_tensor *x;
+  const int32_t *labels; /* in the backend's memory */
+  int64_t global_count;
+  int calls;             /* with --cuda-graph: a failed capture builds the step again, eagerly */
+  ndl_rng rng;           /* ... from the shared stream as it was before the first build */
+} step_args;
+
+/* Forward, loss and backward of one step in ctx. */
+static ndl_status step_nodes(void *arg, ndl_ctx *ctx, ndl_tensor **logits_out, ndl_tensor **loss_out) {
+  step_args *a = arg;
+  ndl_trainer *t = a->t;
+  if (t->graph && a->calls++) t->rng = a->rng; /* the draws of a capture that failed are undone */
+  else if (t->graph) a->rng = t->rng;
   ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1);
-  ndl_tensor *logits = ndl_module_forward(t->model, ctx, &x);
-  ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, b->labels, b->global_count);
+  ndl_tensor *logits = ndl_module_forward(t->model, ctx, a->x);
+  ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, a->labels, a->global_count);
   /* the penalty once per global step: on rank 0 only, since losses and gradients are summed over ranks */
   if (loss && t->cfg.reg > 0 && t->rank == 0)
     loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
   ndl_watchdog_phase(t->wd, NDL_PHASE_BACKWARD, t->step + 1, t->epoch + 1);
   if (!loss || ndl_graph_backward(ctx, loss, NULL) != NDL_OK) return ctx->status;
+  *logits_out = logits;
+  *loss_out = loss;
+  return NDL_OK;
+}
+
+static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
+  ndl_ctx *ctx = t->ctx;
+  ndl_tensor x;
+  int64_t shape[2] = {b->local_count, (int64_t)b->rows * b->cols * b->channels};
+  step_args a; /* (a.rng is written before it is read: no 2.5 KB clear per step) */
+  a.t = t, a.x = &x, a.labels = b->labels, a.global_count = b->global_count, a.calls = 0;
+  if (t->dev) { /* the slice gathered on the device from the uploaded set */
+    ndl_device_data_batch(t->dev, b, t->cfg.augment);
+    ndl_tensor_init_view(&x, t->dev->x, 2, shape);
+    x.device = t->backend->device;
+    a.labels = t->dev->y;
+  } else {
+    ndl_tensor_init_view(&x, (float *)b->images, 2, shape);
+  }
+  t->env.global_rows = b->global_count;
+  t->env.row_offset = b->local_offset;
+  ndl_optim_zero_grad(t->opt);
+  if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
+  ndl_tensor *logits = NULL, *loss = NULL;
+  if (t->graph) ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1); /* a replay too */
+  ndl_status st = ndl_step_graph_run(t->graph, b->global_count == t->cfg.batch_size, ctx, step_nodes, &a, &logits, &loss);
+  if (t->graph && t->graph->off && !t->graph->said && t->cfg.verbose) {
+    ndl_dist_log0(t->dist, "--cuda-graph: eager steps: %s", t->graph->why);
+    t->graph->said = 1;
+  }
+  if (st != NDL_OK) return st;
   /* rank-local loss (local sum / global count) and error count, summed across ranks */
-  float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
-  ndl_status st;
+  float metrics[2];
+  if (t->dev) {
+    int64_t wrong = 0;
+    if ((st = ndl_device_data_metrics(t->dev, loss, logits, b->labels, &metrics[0], &wrong)) != NDL_OK) return st;
+    metrics[1] = (float)wrong;
+  } else {
+    metrics[0] = ndl_tensor_ptr(loss)[0];
+    metrics[1] = (float)count_errors(logits, b->labels);
+  }
   ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
-  if (t->world > 1) {
+  if (t->world > 1 || ndl_dist_uses_nccl(t->dist)) { /* NCCL on one rank: the --collectives nccl check */
     double t0 = now_s();
-    st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
+    st = ndl_dist_allreduce_sum_dev(t->dist, t->backend, t->env.params.grad, t->env.params.numel, "grad allreduce");
     t->cur.allreduce_seconds += now_s() - t0;
-    if (st != NDL_OK || (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK)
+    if (st != NDL_OK || (t->world > 1 && (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK))
       return st;
   }
   float lv = metrics[0];
@@ -245,6 +310,9 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
   int old = ndl_ctx_set_grad(t->ctx, 0);
   int64_t dim = ndl_dataset_sample_dim(ds), bs = t->cfg.batch_size, first, count;
   double sums[2] = {0.0, 0.0}; /* loss sum, wrong */
+  /* on a device backend the test set is the uploaded one (evaluate is only ever given t->test) */
+  ndl_device_data *dev = t->dev;
+  NDL_ASSERT(!dev || ds == &t->test);
   ndl_status st = NDL_OK;
   t->env.global_rows = 0;
   t->env.row_offset = 0;
@@ -253,15 +321,30 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
   for (int64_t start = first; start < first + count && st == NDL_OK; start += bs) {
     int64_t n = first + count - start < bs ? first + count - start : bs, shape[2] = {n, dim};
     ndl_tensor x;
-    ndl_tensor_init_view(&x, ds->images + start * dim, 2, shape);
+    const int32_t *labels = ds->labels + start;
+    if (dev) { /* rows of the uploaded set, in place */
+      ndl_tensor_init_view(&x, dev->test_x + start * dim, 2, shape);
+      x.device = t->backend->device;
+      labels = dev->test_y + start;
+    } else {
+      ndl_tensor_init_view(&x, ds->images + start * dim, 2, shape);
+    }
     ndl_tensor *logits = ndl_module_forward(t->model, t->ctx, &x);
-    ndl_tensor *l = ndl_nn_softmax_loss(t->ctx, logits, ds->labels + start, n);
+    ndl_tensor *l = ndl_nn_softmax_loss(t->ctx, logits, labels, n);
     if (!l) {
       st = t->ctx->status;
       break;
     }
-    sums[0] += (double)ndl_tensor_ptr(l)[0] * (double)n;
-    sums[1] += (double)count_errors(logits, ds->labels + start);
+    if (dev) {
+      float lv = 0;
+      int64_t wrong = 0;
+      if ((st = ndl_device_data_metrics(dev, l, logits, ds->labels + start, &lv, &wrong)) != NDL_OK) break;
+      sums[0] += (double)lv * (double)n;
+      sums[1] += (double)wrong;
+    } else {
+      sums[0] += (double)ndl_tensor_ptr(l)[0] * (double)n;
+      sums[1] += (double)count_errors(logits, ds->labels + start);
+    }
     ndl_ctx_reset(t->ctx);
     ndl_watchdog_beat(t->wd); /* a big test set is many batches, each one progress */
   }

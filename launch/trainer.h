@@ -45,6 +45,9 @@ typedef struct ndl_trainer {
   FILE *log;             /* --log, or NULL */
   ndl_watchdog *wd;      /* borrowed step watchdog (phases, heartbeats), or NULL */
   struct ndl_profile *prof; /* borrowed --profile timer (the watchdog forwards the phases), or NULL */
+  const struct ndl_backend *backend; /* computes the step: the CPU's, or the GPU's with --device cuda */
+  struct ndl_device_data *dev;       /* device backend: data sets and batch in its memory; else NULL */
+  struct ndl_step_graph *graph;      /* --cuda-graph: the captured step, or NULL */
 } ndl_trainer;
 
 /* Why a call stopped: finished the epoch, or hit --max-steps. */
@@ -53,6 +56,11 @@ typedef enum { NDL_EPOCH_DONE = 0, NDL_EPOCH_STOPPED = 1 } ndl_epoch_end;
 /* Seed, build model and optimizer (data is loaded only when load_data). Status + message on error.
  * No collective runs here, so a failure can be agreed on afterwards (ndl_trainer_agree). */
 ndl_status ndl_trainer_init(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data);
+/* The same with the step computed on backend be (borrowed; ndl_trainer_init takes the CPU's, or the
+ * CUDA one for --device cuda): a test runs the device path on a stand-in device backend. */
+struct ndl_backend;
+ndl_status ndl_trainer_init_on(ndl_trainer *t, const ndl_train_config *cfg, ndl_dist *dist, int load_data,
+                               const struct ndl_backend *be);
 /* Startup check across ranks (parameter count, layout hash, hyper-parameters, data sizes), then
  * parameters, buffers and optimizer state broadcast from rank 0, and with --resume rank 0's resume
  * state (ndl_trainer_sync_resume). NDL_ERR_DIST on a mismatch. */

@@ -1,0 +1,206 @@
+/* dist_nccl.c: the GPU side of the process group: which GPU a rank uses (local rank mod visible
+ * GPUs) and, with NDL_NCCL, the NCCL transport: a communicator from rank 0's unique id (broadcast
+ * over MPI), all-reduce and broadcast of device buffers, asynchronous errors and ncclCommAbort for
+ * the step watchdog. The only file outside core/cuda/ that sees the CUDA runtime or NCCL headers.
+ * Leaves out: naming the stalled peer (NCCL cannot tell; the MPI path's tokens do on the CPU). */
+#include <cuda_runtime.h>
+#ifdef NDL_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "dist/dist_device.h"
+#include "dist/dist_internal.h"
+#include "dist/step_profile.h"
+#include "dist/step_watchdog.h"
+
+static ndl_status cuda_fail(ndl_dist *d, cudaError_t rc, const char *stmt, const char *file, int line) {
+  ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, cudaGetErrorString(rc));
+  return ndl_errorf(NDL_ERR_DIST, "CUDA call failed at %s:%d: %s", file, line, cudaGetErrorString(rc));
+}
+
+/* The one check macro for CUDA runtime calls here: logs statement, file:line and rank. */
+#define NDL_CUDA_CHECK(d, stmt)                                                       \
+  do {                                                                                \
+    cudaError_t ndl_rc_ = (stmt);                                                     \
+    if (ndl_rc_ != cudaSuccess) return cuda_fail((d), ndl_rc_, #stmt, __FILE__, __LINE__); \
+  } while (0)
+
+int ndl_dist_gpu_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError(); /* no driver or no device: clear the sticky error, report none */
+    return 0;
+  }
+  return n;
+}
+
+ndl_status ndl_dist_gpu_bind(ndl_dist *d, int count) {
+  NDL_ASSERT(d && count > 0);
+  NDL_CUDA_CHECK(d, cudaSetDevice(ndl_dist_local_rank(d) % count));
+  return NDL_OK;
+}
+
+#ifndef NDL_HAVE_NCCL
+
+int ndl_dist_nccl_built(void) { return 0; }
+
+ndl_status ndl_dist_nccl_init(ndl_dist *d) {
+  (void)d;
+  return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: this build has no NCCL (NDL_NCCL=OFF)");
+}
+
+ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist_op op, void *buf,
+                                    int64_t count, int root, const char *what) {
+  (void)d, (void)be, (void)op, (void)buf, (void)count, (void)root;
+  NDL_ABORT("dist: %s: NCCL collective in a build without NCCL", what);
+}
+
+int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) { return (void)d, (void)msg, (void)cap, 0; }
+void ndl_dist_device_abort(ndl_dist *d) { (void)d; }
+void ndl_dist_nccl_free(ndl_dist *d) { (void)d; }
+
+#else
+
+struct ndl_dist_nccl {
+  ncclComm_t comm;
+  cudaStream_t stream; /* the collectives' own stream (the backend's work is synced before them) */
+  int64_t seq;         /* NCCL collectives so far (the MPI path counts its own in d->seq) */
+  atomic_int aborted;  /* ncclCommAbort ran (from any thread): skip ncclCommDestroy */
+};
+
+static ndl_status nccl_fail(ndl_dist *d, ncclResult_t rc, const char *stmt, const char *file, int line) {
+  ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, ncclGetErrorString(rc));
+  d->broken = 1;
+  return ndl_errorf(NDL_ERR_DIST, "NCCL call failed at %s:%d: %s", file, line, ncclGetErrorString(rc));
+}
+
+/* The one check macro for NCCL calls: logs statement, file:line and rank, breaks the handle. */
+#define NDL_NCCL_CHECK(d, stmt)                                                       \
+  do {                                                                                \
+    ncclResult_t ndl_rc_ = (stmt);                                                    \
+    if (ndl_rc_ != ncclSuccess) return nccl_fail((d), ndl_rc_, #stmt, __FILE__, __LINE__); \
+  } while (0)
+
+int ndl_dist_nccl_built(void) { return 1; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The communicator on the current GPU, once rank 0's id is everywhere. */
+static ndl_status comm_init(ndl_dist *d, struct ndl_dist_nccl *n, ncclUniqueId id) {
+  NDL_CUDA_CHECK(d, cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+  ncclResult_t rc = ncclCommInitRank(&n->comm, ndl_dist_world(d), id, ndl_dist_rank(d));
+  if (rc != ncclSuccess) {
+    cudaStreamDestroy(n->stream);
+    return nccl_fail(d, rc, "ncclCommInitRank", __FILE__, __LINE__);
+  }
+  return NDL_OK;
+}
+
+ndl_status ndl_dist_nccl_init(ndl_dist *d) {
+  NDL_ASSERT(d);
+  if (d->nccl) return NDL_OK;
+  ncclUniqueId id;
+  memset(&id, 0, sizeof id);
+  if (ndl_dist_rank(d) == 0) NDL_NCCL_CHECK(d, ncclGetUniqueId(&id));
+  ndl_status st = ndl_dist_broadcast(d, &id, (int64_t)sizeof id, 0, "nccl id broadcast"); /* world 1: none */
+  if (st != NDL_OK) return st;
+  struct ndl_dist_nccl *n = ndl_calloc(1, sizeof *n);
+  if (!n) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
+  atomic_init(&n->aborted, 0);
+  if ((st = comm_init(d, n, id)) != NDL_OK) {
+    ndl_free(n);
+    return st;
+  }
+  __atomic_store_n(&d->nccl, n, __ATOMIC_RELEASE); /* the step watchdog's thread polls it */
+  return NDL_OK;
+}
+
+/* Wait for stream s under the collective deadline, polling NCCL's asynchronous error; on a failure
+ * or the deadline the communicator is aborted and the handle broken. */
+static ndl_status wait_stream(ndl_dist *d, cudaStream_t s, const char *what, double t0) {
+  struct ndl_dist_nccl *n = d->nccl;
+  long nap_ns = 20000;
+  for (;;) {
+    cudaError_t e = cudaStreamQuery(s);
+    if (e == cudaSuccess) return NDL_OK;
+    if (e != cudaErrorNotReady) {
+      d->broken = 1;
+      return cuda_fail(d, e, "cudaStreamQuery (NCCL collective)", __FILE__, __LINE__);
+    }
+    ncclResult_t ae = ncclSuccess;
+    NDL_NCCL_CHECK(d, ncclCommGetAsyncError(n->comm, &ae));
+    double waited = now_s() - t0;
+    if ((ae != ncclSuccess && ae != ncclInProgress) || waited >= d->timeout_s) {
+      ndl_dist_device_abort(d);
+      d->broken = 1;
+      if (ae != ncclSuccess && ae != ncclInProgress)
+        return ndl_errorf(NDL_ERR_DIST, "NCCL failed in %s (NCCL collective #%lld) at step %lld: %s", what,
+                          (long long)n->seq, (long long)d->step, ncclGetErrorString(ae));
+      return ndl_errorf(NDL_ERR_DIST,
+                        "timed out after %.1f s in %s (NCCL collective #%lld) at step %lld: a peer stalled or "
+                        "died (NCCL does not say which); communicator aborted",
+                        waited, what, (long long)n->seq, (long long)d->step);
+    }
+    struct timespec ts = {0, nap_ns};
+    nanosleep(&ts, NULL);
+    if (nap_ns < 200000) nap_ns += nap_ns / 2;
+  }
+}
+
+ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist_op op, void *buf,
+                                    int64_t count, int root, const char *what) {
+  struct ndl_dist_nccl *n = d->nccl;
+  NDL_ASSERT(n && be && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64 || op == NDL_DIST_BCAST));
+  if (d->broken) return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
+  n->seq++;
+  /* backend.h names no stream: the backward is finished first, then the collective runs on ours and
+   * is waited for under the deadline (so a dead peer is a timeout here, not a hang in a later copy) */
+  be->sync();
+  cudaStream_t s = n->stream;
+  double t0 = now_s();
+  if (op == NDL_DIST_BCAST)
+    NDL_NCCL_CHECK(d, ncclBroadcast(buf, buf, (size_t)count, ncclUint8, root, n->comm, s));
+  else
+    NDL_NCCL_CHECK(d, ncclAllReduce(buf, buf, (size_t)count, op == NDL_DIST_SUM_F32 ? ncclFloat32 : ncclFloat64,
+                                    ncclSum, n->comm, s));
+  ndl_watchdog_collective(d->watchdog, d->timeout_s);
+  ndl_status st = wait_stream(d, s, what, t0);
+  ndl_watchdog_collective(d->watchdog, 0);
+  if (st == NDL_OK && d->profile) ndl_profile_collective(d->profile, 0, now_s() - t0, now_s() - t0);
+  return st;
+}
+
+int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) {
+  struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
+  if (!n || atomic_load(&n->aborted)) return 0;
+  ncclResult_t ae = ncclSuccess;
+  if (ncclCommGetAsyncError(n->comm, &ae) != ncclSuccess || ae == ncclSuccess || ae == ncclInProgress) return 0;
+  snprintf(msg, cap, "NCCL failed asynchronously: %s", ncclGetErrorString(ae));
+  return 1;
+}
+
+void ndl_dist_device_abort(ndl_dist *d) {
+  struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
+  if (n && atomic_exchange(&n->aborted, 1) == 0) ncclCommAbort(n->comm);
+}
+
+void ndl_dist_nccl_free(ndl_dist *d) {
+  struct ndl_dist_nccl *n = d->nccl;
+  if (!n) return;
+  if (!atomic_load(&n->aborted)) ncclCommDestroy(n->comm);
+  cudaStreamDestroy(n->stream);
+  ndl_free(n);
+  d->nccl = NULL;
+}
+
+#endif

@@ -1,0 +1,48 @@
+/* device_data.h: the data of a run on a device backend (--device cuda): both data sets uploaded
+ * once into the backend's memory; per step this rank's slice is gathered there from the loader's
+ * sample indices (the only per-step upload besides dropout masks), or with --augment the loader's
+ * augmented slice is uploaded instead. The batch buffers keep their addresses for the whole run (a
+ * captured step replays on them). The loader's shuffle and augmentation stay on the host stream. */
+#ifndef NDL_DEVICE_DATA_H
+#define NDL_DEVICE_DATA_H
+
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ndl_device_data {
+  const ndl_backend *be;     /* borrowed */
+  int64_t dim;               /* floats per sample */
+  float *train_x, *test_x;   /* whole data sets in backend memory (NULL when not loaded) */
+  int32_t *train_y, *test_y;
+  int64_t cap;               /* rows of the batch buffers (the global batch size) */
+  float *x;                  /* batch rows, cap x dim */
+  int32_t *y;                /* batch labels, cap */
+  int64_t *idx;              /* batch sample indices, cap */
+  float *host;               /* host scratch for a read-back batch of logits */
+  int64_t host_floats;
+} ndl_device_data;
+
+/* Upload train and test (either may be empty: n == 0) into be's memory and allocate batch buffers
+ * for cap rows; *out is owned (ndl_device_data_free). NDL_ERR_NOMEM naming the bytes on failure. */
+ndl_status ndl_device_data_new(const ndl_backend *be, const ndl_dataset *train, const ndl_dataset *test,
+                               int64_t cap, ndl_device_data **out);
+void ndl_device_data_free(ndl_device_data *dd);
+/* This rank's slice of b into dd->x and dd->y (b->local_count rows): gathered from the uploaded
+ * training set by b->indices, or, when augmented, b->images and b->labels uploaded. */
+void ndl_device_data_batch(ndl_device_data *dd, const ndl_batch *b, int augmented);
+/* The loss value (a 0-d tensor in backend memory) and the rows of logits [n, C] (backend memory)
+ * whose first arg-max differs from host_labels, read back to the host. NDL_ERR_NOMEM on failure. */
+ndl_status ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, const ndl_tensor *logits,
+                                   const int32_t *host_labels, float *loss_out, int64_t *errors_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,178 @@
+// test_gpu_train.cc: ndl-train on a GPU end to end (issue 10, tests; label gpu): 50 GPU steps follow
+// 50 CPU steps (SGD per-step loss within 1e-5 relative; Adam's first steps within 1e-5), N ranks on
+// one GPU through --collectives mpi follow 1 rank, NCCL with one rank runs end to end, a checkpoint
+// written on the GPU resumes on the CPU and back, --cuda-graph follows the eager steps, and NCCL
+// refuses ranks that share a GPU. Every test skips (saying why) without a GPU, and the MPI ones
+// without mpirun or in a build without MPI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cli_util.h"
+#include "core/backend.h"
+#include "dist/dist_device.h"
+
+#ifndef NDL_TRAIN_BIN
+#error "NDL_TRAIN_BIN must name the ndl-train binary"
+#endif
+
+namespace {
+
+using namespace ndl_cli;
+
+bool have_gpu(std::string *why) {
+  const char *w = nullptr;
+  if (ndl_backend_cuda(&w)) return true;
+  *why = w ? w : "no CUDA backend";
+  return false;
+}
+
+#define NEED_GPU()                                              \
+  do {                                                          \
+    std::string why_;                                           \
+    if (!have_gpu(&why_)) GTEST_SKIP() << "no GPU: " << why_;   \
+  } while (0)
+
+// The mpirun prefix for np ranks, or "" (with *why) when this build or machine cannot run one.
+std::string mpirun(int np, std::string *why) {
+#if defined(NDL_HAVE_MPI) && defined(NDL_MPIRUN_CMD)
+  if (system("command -v mpirun >/dev/null 2>&1") != 0) return *why = "mpirun is not installed", "";
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " NDL_MPIRUN_CMD " -np " + std::to_string(np) + " ";
+#else
+  (void)np;
+  return *why = "this build has no MPI (NDL_MPI=OFF)", "";
+#endif
+}
+
+class GpuTrain : public WorkspaceTest {
+ protected:
+  GpuTrain() : WorkspaceTest("ndl_gpu_") {}
+  // ndl-train with per-step losses in <dir>/<log>; prefix: "" or an mpirun prefix.
+  RunResult train(const std::string &args, const std::string &log, const std::string &prefix = "") {
+    return run_shell("cd '" + dir + "' && timeout -k 5 300 " + prefix + NDL_TRAIN_BIN " --quiet --data " + data +
+                         " --batch-size 50 --log-steps --log " + log + " " + args,
+                     dir);
+  }
+  // The per-step losses of a --log-steps file.
+  std::vector<double> losses(const std::string &log) {
+    std::vector<double> v;
+    for (const std::string &l : lines(slurp(dir + "/" + log))) {
+      size_t p = l.find("\"loss\":");
+      if (l.rfind("{\"step\":", 0) == 0 && p != std::string::npos) v.push_back(std::stod(l.substr(p + 7)));
+    }
+    return v;
+  }
+  // got follows ref step by step: |got - ref| <= tol * |ref| (+ tol when rel is false), over n steps.
+  void expect_follows(const std::vector<double> &ref, const std::vector<double> &got, size_t n, double tol,
+                      bool rel = true) {
+    ASSERT_GE(ref.size(), n);
+    ASSERT_GE(got.size(), n);
+    for (size_t i = 0; i < n; i++)
+      EXPECT_LE(std::fabs(got[i] - ref[i]), rel ? tol * std::fabs(ref[i]) : tol)
+          << "step " << i + 1 << ": cpu " << ref[i] << " gpu " << got[i];
+  }
+};
+
+const std::string kSgd = "--optimizer sgd --lr 0.05 --epochs 3 --max-steps 50 ";
+
+TEST_F(GpuTrain, SgdFiftyStepsFollowTheCpu) {
+  NEED_GPU();
+  RunResult c = train(kSgd + "--device cpu", "cpu.jsonl"), g = train(kSgd + "--device cuda", "gpu.jsonl");
+  ASSERT_EQ(c.code, 0) << c.err;
+  ASSERT_EQ(g.code, 0) << g.err;
+  expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 50, 1e-5);
+}
+
+TEST_F(GpuTrain, AdamFirstStepsFollowTheCpu) {
+  NEED_GPU();
+  std::string a = "--optimizer adam --lr 0.001 --epochs 1 --max-steps 10 ";
+  RunResult c = train(a + "--device cpu", "cpu.jsonl"), g = train(a + "--device cuda", "gpu.jsonl");
+  ASSERT_EQ(c.code, 0) << c.err;
+  ASSERT_EQ(g.code, 0) << g.err;
+  expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 10, 1e-5, false);
+}
+
+TEST_F(GpuTrain, AugmentFollowsTheCpu) {  // the augmented slice is uploaded, same host draws
+  NEED_GPU();
+  std::string a = kSgd + "--augment --max-steps 20 ";
+  RunResult c = train(a + "--device cpu", "cpu.jsonl"), g = train(a + "--device cuda", "gpu.jsonl");
+  ASSERT_EQ(c.code, 0) << c.err;
+  ASSERT_EQ(g.code, 0) << g.err;
+  expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 20, 1e-5);
+}
+
+TEST_F(GpuTrain, RanksSharingTheGpuFollowOneRank) {
+  NEED_GPU();
+  std::string why, mpi = mpirun(2, &why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  RunResult one = train(kSgd + "--device cuda --sync-bn", "one.jsonl");
+  RunResult two = train(kSgd + "--device cuda --collectives mpi", "two.jsonl", mpi);
+  ASSERT_EQ(one.code, 0) << one.err;
+  ASSERT_EQ(two.code, 0) << two.err;
+  expect_follows(losses("one.jsonl"), losses("two.jsonl"), 50, 1e-5);
+}
+
+TEST_F(GpuTrain, NcclWithOneRankEndToEnd) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  RunResult plain = train(kSgd + "--device cuda", "plain.jsonl");
+  RunResult nccl = train(kSgd + "--device cuda --collectives nccl --verbose", "nccl.jsonl");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  ASSERT_EQ(nccl.code, 0) << nccl.err;
+  EXPECT_NE(nccl.err.find("collectives: nccl"), std::string::npos) << nccl.err;
+  expect_follows(losses("plain.jsonl"), losses("nccl.jsonl"), 50, 0.0);  // a one-rank sum is the identity
+}
+
+TEST_F(GpuTrain, NcclRefusesRanksSharingAGpu) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  if (ndl_dist_gpu_count() > 1) GTEST_SKIP() << "two ranks get a GPU each here";
+  std::string why, mpi = mpirun(2, &why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  RunResult r = train(kSgd + "--device cuda --collectives nccl", "x.jsonl", mpi);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--collectives nccl: 2 ranks on this node share 1 GPU(s)"), std::string::npos) << r.err;
+}
+
+TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {
+  NEED_GPU();
+  std::string base = "--optimizer adam --epochs 2 --drop-prob 0 ";
+  RunResult g2 = train(base + "--device cuda", "g2.jsonl"), c2 = train(base + "--device cpu", "c2.jsonl");
+  ASSERT_EQ(g2.code, 0) << g2.err;
+  ASSERT_EQ(c2.code, 0) << c2.err;
+  // epoch 1 on the GPU, epoch 2 on the CPU from its checkpoint; and the other way round
+  RunResult a = train(base + "--device cuda --epochs 1 --checkpoint-dir ga", "ga.jsonl");
+  ASSERT_EQ(a.code, 0) << a.err;
+  RunResult b = train(base + "--device cpu --resume ga", "ga.jsonl");
+  ASSERT_EQ(b.code, 0) << b.err;
+  RunResult c = train(base + "--device cpu --epochs 1 --checkpoint-dir cb", "cb.jsonl");
+  ASSERT_EQ(c.code, 0) << c.err;
+  RunResult d = train(base + "--device cuda --resume cb", "cb.jsonl");
+  ASSERT_EQ(d.code, 0) << d.err;
+  // the same 40 steps, each step's loss within 1e-5 of the run that stayed on one device
+  expect_follows(losses("g2.jsonl"), losses("ga.jsonl"), 40, 1e-5, false);
+  expect_follows(losses("c2.jsonl"), losses("cb.jsonl"), 40, 1e-5, false);
+}
+
+TEST_F(GpuTrain, CudaGraphFollowsEagerSteps) {
+  NEED_GPU();
+  std::string a = kSgd + "--device cuda --model mlp --drop-prob 0 ";  // dropout keeps steps eager
+  RunResult e = train(a + "--save eager.safetensors", "eager.jsonl");
+  RunResult g = train(a + "--save graph.safetensors --cuda-graph --verbose", "graph.jsonl");
+  ASSERT_EQ(e.code, 0) << e.err;
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.err.find("eager steps"), std::string::npos) << "the capture fell back: " << g.err;
+  expect_follows(losses("eager.jsonl"), losses("graph.jsonl"), 50, 1e-6);
+  // host-side state a forward keeps (BatchNorm's num_batches_tracked, running statistics) must not
+  // be skipped by a replay: the saved weights and buffers are the eager run's
+  EXPECT_TRUE(slurp(dir + "/eager.safetensors") == slurp(dir + "/graph.safetensors"))
+      << "--save after --cuda-graph differs from the eager run's";
+  RunResult d = train(kSgd + "--device cuda --cuda-graph --verbose", "drop.jsonl");  // MLPResNet
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_NE(d.err.find("--cuda-graph: eager steps: dropout"), std::string::npos) << d.err;
+}
+
+}  // namespace
