@@ -30,8 +30,8 @@ static double now_s(void) {
 
 static ndl_status build_model(ndl_trainer *t, int64_t input_dim) {
   const ndl_train_config *c = &t->cfg;
-  /* the stores on t->backend's device: ndl_nn_env_init_on once the core has it (h/devcore) */
-  ndl_nn_env_init(&t->env, &t->rng);
+  /* the parameter stores live on the run's device (a host mirror when that is not the CPU) */
+  ndl_nn_env_init_on(&t->env, &t->rng, t->backend->device);
   ndl_rng_seed(&t->rng, c->needle_compat ? 4u : (uint32_t)c->seed);
   if (c->model == NDL_MODEL_MLPRESNET)
     t->model = ndl_nn_mlp_resnet(&t->env, input_dim, c->hidden_dim, c->blocks, c->classes,
