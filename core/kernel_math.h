@@ -85,6 +85,13 @@ NDL_HD static inline float ndl_km_norm_dx(float g, float w, float xhat, float in
   return invstd * (g * w - m1 - xhat * m2);
 }
 
+/* BatchNorm's running statistic, needle's rule: (1 - momentum) * r + momentum * batch, with
+ * 1 - momentum rounded once from double (nn/norm.c's update). */
+NDL_HD static inline float ndl_km_running(float r, float batch, float momentum) {
+  float keep = (float)(1.0 - (double)momentum);
+  return keep * r + momentum * batch;
+}
+
 /* ---- dropout ---- */
 
 /* needle's dropout arithmetic: (x * mask) / keep. */
