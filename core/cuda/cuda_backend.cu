@@ -32,25 +32,34 @@ std::once_flag g_once;
 const char *g_why = NULL;
 char g_why_buf[256];
 
-void cuda_init(void) {
+/* Record why the backend is unavailable (one line) and return 0. */
+int init_fail(const char *what, const char *err) {
+  snprintf(g_why_buf, sizeof g_why_buf, "no CUDA device usable: %s: %s", what, err);
+  (void)cudaGetLastError(); /* clear it, so later calls start clean */
+  g_why = g_why_buf;
+  return 0;
+}
+
+int cuda_init_state(void) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess || count == 0) {
-    snprintf(g_why_buf, sizeof g_why_buf, "no CUDA device visible: cudaGetDeviceCount: %s",
-             e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-    (void)cudaGetLastError(); /* clear the sticky-free error so later calls start clean */
-    g_why = g_why_buf;
-    return;
-  }
-  NDL_CUDA_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
-  NDL_CUBLAS_CHECK(cublasCreate(&g.cublas));
+  if (e != cudaSuccess) return init_fail("cudaGetDeviceCount", cudaGetErrorString(e));
+  if (count == 0) return init_fail("cudaGetDeviceCount", "0 devices visible");
+  if ((e = cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking)) != cudaSuccess)
+    return init_fail("cudaStreamCreateWithFlags", cudaGetErrorString(e));
+  cublasStatus_t s = cublasCreate(&g.cublas);
+  if (s != CUBLAS_STATUS_SUCCESS) return init_fail("cublasCreate", cublasGetStatusString(s));
   NDL_CUBLAS_CHECK(cublasSetStream(g.cublas, g.stream));
-  NDL_CUBLAS_CHECK(cublasSetMathMode(g.cublas, CUBLAS_PEDANTIC_MATH)); /* no TF32: fp32 as the CPU */
+  /* fp32 GEMMs as the CPU computes them: no TF32 tensor-op rounding */
+  NDL_CUBLAS_CHECK(cublasSetMathMode(g.cublas, CUBLAS_DEFAULT_MATH));
   /* a fixed workspace, so cuBLAS allocates nothing while a step is captured */
   const size_t ws = (size_t)32 << 20;
-  NDL_CUDA_CHECK(cudaMalloc(&g.cublas_ws, ws));
+  if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess) return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
   NDL_CUBLAS_CHECK(cublasSetWorkspace(g.cublas, g.cublas_ws, ws));
+  return 1;
 }
+
+void cuda_init(void) { (void)cuda_init_state(); }
 
 /* ---- scratch ---- */
 
