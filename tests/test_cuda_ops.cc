@@ -57,6 +57,15 @@ int64_t ulp_diff(float a, float b) {
 #define EXPECT_ULPS(ref, got, u) EXPECT_TRUE(close(ref, got, u))
 #define EXPECT_REL(ref, got) EXPECT_TRUE(close(ref, got, 0, 1e-5, 1e-6))
 
+// GEMM results: 1e-5 relative to the result's scale (cuBLAS and OpenBLAS sum in different orders,
+// so an element that cancels to near 0 keeps an absolute error of the size of its terms).
+::testing::AssertionResult close_scaled(const Vec &ref, const Vec &got) {
+  double scale = 0.0;
+  for (float v : ref) scale = std::fmax(scale, std::fabs((double)v));
+  return close(ref, got, 0, 1e-5, 1e-5 * scale);
+}
+#define EXPECT_SCALED(ref, got) EXPECT_TRUE(close_scaled(ref, got))
+
 Vec random_vec(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<float> d(lo, hi);
@@ -189,7 +198,8 @@ TEST(CudaOps, MemoryFillCopyStridedCopyAccumulate) {
   for (int i = 0; i < 4; i++) EXPECT_EXACT(res[0][i], res[1][i]) << "part " << i;
 }
 
-// Binary ops with a broadcast and a transposed operand: exact, pow within 4 ulp.
+// Binary ops with a broadcast and a transposed operand: exact, pow within 5 ulp (CUDA's powf is
+// documented within 4 ulp of the true value, glibc's within 1).
 TEST(CudaOps, BinaryOpsOnStridedAndBroadcastInputs) {
   NEED_CUDA();
   Vec a = random_vec(12, 3, 0.1f, 3.0f), b = random_vec(4, 4, -2.0f, 2.0f);
@@ -210,11 +220,12 @@ TEST(CudaOps, BinaryOpsOnStridedAndBroadcastInputs) {
       d.compute(&t);
       res[k] = d.out(&t);
     }
-    EXPECT_ULPS(res[0], res[1], op == NDL_OP_POW ? 4 : 0) << ndl_op_name(op);
+    EXPECT_ULPS(res[0], res[1], op == NDL_OP_POW ? 5 : 0) << ndl_op_name(op);
   }
 }
 
-// Scalar and unary ops on a transposed view; transcendentals within CUDA's documented max ulps.
+// Scalar and unary ops on a transposed view; transcendentals within CUDA's documented maximum error
+// (expf, tanhf 2 ulp; logf 1; powf 4) plus one for glibc's rounding.
 TEST(CudaOps, ScalarAndUnaryOps) {
   NEED_CUDA();
   Vec a = random_vec(20, 5, -3.0f, 3.0f), pos = random_vec(20, 6, 0.05f, 4.0f);
@@ -227,10 +238,10 @@ TEST(CudaOps, ScalarAndUnaryOps) {
     bool positive;
   } cases[] = {{NDL_OP_ADD_SCALAR, 0.7f, 0, false}, {NDL_OP_MUL_SCALAR, -1.3f, 0, false},
                {NDL_OP_DIV_SCALAR, 3.0f, 0, false}, {NDL_OP_RDIV_SCALAR, 2.0f, 0, false},
-               {NDL_OP_POW_SCALAR, 2.0f, 0, false}, {NDL_OP_POW_SCALAR, 1.7f, 4, true},
+               {NDL_OP_POW_SCALAR, 2.0f, 0, false}, {NDL_OP_POW_SCALAR, 1.7f, 5, true},
                {NDL_OP_GT_SCALAR, 0.2f, 0, false},  {NDL_OP_NEG, 0.0f, 0, false},
-               {NDL_OP_LOG, 0.0f, 1, true},         {NDL_OP_EXP, 0.0f, 2, false},
-               {NDL_OP_RELU, 0.0f, 0, false},       {NDL_OP_TANH, 0.0f, 2, false}};
+               {NDL_OP_LOG, 0.0f, 2, true},         {NDL_OP_EXP, 0.0f, 3, false},
+               {NDL_OP_RELU, 0.0f, 0, false},       {NDL_OP_TANH, 0.0f, 3, false}};
   for (const Case &c : cases) {
     Vec res[2];
     const ndl_backend *bs[2] = {cpu, cuda};
@@ -334,7 +345,7 @@ TEST(CudaOps, MatmulLayoutsAndBatched) {
       d.compute(&t);
       res[k] = d.out(&t);
     }
-    EXPECT_REL(res[0], res[1]) << "layout " << layout;
+    EXPECT_SCALED(res[0], res[1]) << "layout " << layout;
   }
 }
 
@@ -363,7 +374,7 @@ TEST(CudaOps, LinearForwardBackward) {
       res[k][2] = d.down(dw, w.size());
       res[k][3] = d.down(db, b.size());
     }
-    for (int i = 0; i < 3; i++) EXPECT_REL(res[0][i], res[1][i]) << "beta " << beta << " part " << i;
+    for (int i = 0; i < 3; i++) EXPECT_SCALED(res[0][i], res[1][i]) << "beta " << beta << " part " << i;
     EXPECT_EXACT(res[0][3], res[1][3]) << "beta " << beta << " db";
   }
 }
@@ -497,9 +508,10 @@ TEST(CudaOps, SoftmaxCrossEntropyWithSums) {
       res[k][2] = d.down(dz, (size_t)(n * c));
       if (k == 1) sums = d.down_d(s.sums, 2);
     }
-    EXPECT_ULPS(res[0][0], res[1][0], 2) << "loss";
-    EXPECT_ULPS(res[0][1], res[1][1], 4) << "probs";
-    EXPECT_TRUE(close(res[0][2], res[1][2], 4, 0.0, 1e-7)) << "dz";
+    // expf differs by a few ulp between the two (see ScalarAndUnaryOps): probs and the loss by ~1e-7
+    EXPECT_TRUE(close(res[0][0], res[1][0], 4, 1e-6)) << "loss";
+    EXPECT_TRUE(close(res[0][1], res[1][1], 4, 1e-6, 1e-9)) << "probs";
+    EXPECT_TRUE(close(res[0][2], res[1][2], 4, 1e-6, 1e-8)) << "dz";
     // sums: loss * denom added to 1.5, and the rows whose first arg-max misses the label added to 2
     double wrong = 0;
     for (int64_t i = 0; i < n; i++) {
