@@ -85,11 +85,20 @@ NDL_HD static inline float ndl_km_norm_dx(float g, float w, float xhat, float in
   return invstd * (g * w - m1 - xhat * m2);
 }
 
-/* BatchNorm's running statistic, needle's rule: (1 - momentum) * r + momentum * batch, with
- * 1 - momentum rounded once from double (nn/norm.c's update). */
-NDL_HD static inline float ndl_km_running(float r, float batch, float momentum) {
-  float keep = (float)(1.0 - (double)momentum);
-  return keep * r + momentum * batch;
+/* BatchNorm's running statistic: keep*r + m*batch (keep = float(1 - momentum) in double, m =
+ * momentum), two float products then a float sum: nn/norm.c's composed update, bit for bit. */
+NDL_HD static inline float ndl_km_running(float r, float batch, float keep, float m) {
+  float a = keep * r, b = m * batch;
+  return a + b;
+}
+
+/* The first arg-max of a row of c floats (a strict > scan: the earliest of equal maxima; NaN never
+ * wins): the trainer's error-count rule. */
+NDL_HD static inline long long ndl_km_argmax_first(const float *z, long long c) {
+  long long best = 0;
+  for (long long j = 1; j < c; j++)
+    if (z[j] > z[best]) best = j;
+  return best;
 }
 
 /* ---- dropout ---- */

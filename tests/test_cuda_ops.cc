@@ -172,6 +172,8 @@ TEST(CudaBackend, ReasonWhenAbsentOrAWorkingBackend) {
   EXPECT_EQ(ndl_backend_for(NDL_DEV_CUDA), b);
   EXPECT_EQ(ndl_backend_cuda(nullptr), b);  // one backend, made once
   EXPECT_TRUE(b->gather_batch && b->graph_begin && b->graph_end && b->graph_replay && b->graph_free);
+  ASSERT_NE(b->stream, nullptr);
+  EXPECT_NE(b->stream(), nullptr);  // its own stream, not the legacy default one
 }
 
 TEST(CudaOps, MemoryFillCopyStridedCopyAccumulate) {
@@ -466,9 +468,10 @@ TEST(CudaOps, NormsForwardBackwardAndRunningStats) {
           EXPECT_EQ(c.calls, u.calls);  // one all-reduce forward, one backward
           if (op == NDL_OP_BATCHNORM) {  // needle's rule on the batch statistics
             Vec rm(dd), rv(dd);
+            float keep = (float)(1.0 - (double)0.1f);
             for (int64_t j = 0; j < dd; j++) {
-              rm[j] = ndl_km_running(r0[j], c.mean[j], 0.1f);
-              rv[j] = ndl_km_running(r0[j], c.var[j], 0.1f);
+              rm[j] = ndl_km_running(r0[j], c.mean[j], keep, 0.1f);
+              rv[j] = ndl_km_running(r0[j], c.var[j], keep, 0.1f);
             }
             EXPECT_EXACT(rm, u.rmean);
             EXPECT_EXACT(rv, u.rvar);

@@ -212,6 +212,8 @@ void cuda_graph_free(void *graph) {
   g.graphs_alive--;
 }
 
+void *cuda_stream_handle(void) { return (void *)g.stream; }
+
 ndl_backend make_backend(void) {
   ndl_backend b;
   b.name = "cuda";
@@ -231,6 +233,7 @@ ndl_backend make_backend(void) {
   b.graph_end = cuda_graph_end;
   b.graph_replay = cuda_graph_replay;
   b.graph_free = cuda_graph_free;
+  b.stream = cuda_stream_handle;
   return b;
 }
 

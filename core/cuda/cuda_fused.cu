@@ -58,12 +58,12 @@ __global__ void bn_stats_from_sums_kernel(const double *acc, int64_t d, double c
 
 /* invstd per column, and the running statistics folded in when asked. */
 __global__ void bn_finish_kernel(int64_t d, float eps, const float *mean, const float *var, float *invstd,
-                                 float *run_mean, float *run_var, float momentum) {
+                                 float *run_mean, float *run_var, float keep, float momentum) {
   GRID_STRIDE(j, d) {
     invstd[j] = ndl_km_invstd(var[j], eps);
     if (run_mean) {
-      run_mean[j] = ndl_km_running(run_mean[j], mean[j], momentum);
-      run_var[j] = ndl_km_running(run_var[j], var[j], momentum);
+      run_mean[j] = ndl_km_running(run_mean[j], mean[j], keep, momentum);
+      run_var[j] = ndl_km_running(run_var[j], var[j], keep, momentum);
     }
   }
 }
@@ -99,11 +99,7 @@ __global__ void ce_rows_kernel(const float *z, const int32_t *labels, int64_t n,
     const float *zr = z + i * c;
     float *pr = probs + i * c;
     float m = zr[0];
-    int64_t arg = 0;
-    for (int64_t j = 1; j < c; j++) {
-      m = ndl_km_max_nan(m, zr[j]);
-      if (zr[j] > zr[arg]) arg = j;
-    }
+    for (int64_t j = 1; j < c; j++) m = ndl_km_max_nan(m, zr[j]);
     double sum = 0.0;
     for (int64_t j = 0; j < c; j++) {
       pr[j] = ndl_km_exp_shifted(zr[j], m);
@@ -113,7 +109,7 @@ __global__ void ce_rows_kernel(const float *z, const int32_t *labels, int64_t n,
     float inv = (float)(1.0 / sum);
     for (int64_t j = 0; j < c; j++) pr[j] *= inv;
     row_loss[i] = lse - (double)zr[labels[i]];
-    row_wrong[i] = arg != labels[i];
+    row_wrong[i] = ndl_km_argmax_first(zr, c) != labels[i];
   }
 }
 
@@ -199,7 +195,8 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node) {
     int fold = s->running_mean && s->running_var && s->count > 0;
     bn_finish_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(d, s->eps, s->mean, s->var, s->invstd,
                                                                      fold ? s->running_mean : NULL,
-                                                                     fold ? s->running_var : NULL, s->momentum);
+                                                                     fold ? s->running_var : NULL,
+                                                                     (float)(1.0 - (double)s->momentum), s->momentum);
     NDL_CUDA_CHECK_LAUNCH();
   } else {
     ln_stats_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(x, n, d, s->eps, s->mean, s->var, s->invstd);
