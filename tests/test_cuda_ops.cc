@@ -14,8 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/backend.h"
 #include "core/kernel_math.h"
+#include "core/nn_ops.h"
+#include "core/ops.h"
 #include "core/tensor.h"
 
 namespace {
@@ -655,6 +658,62 @@ TEST(CudaOps, GraphReplayOfAStepEqualsEager) {
   EXPECT_EXACT(eager_loss, d.out(&loss));
   EXPECT_EQ(eager_sums, d.down_d(s.sums, 2));
   d.b->graph_free(graph);
+}
+
+// The public op API on a context of the CUDA backend (tensor data in its memory, core/tensor.c):
+// a small network built with ops.h / nn_ops.h, its backward through autograd, against the same on
+// the CPU. Reads results back only through backend->copy.
+struct PublicRun {
+  Vec loss, y, gx, gw, gb;
+};
+
+PublicRun run_public(const ndl_backend *be, const Vec &x, const Vec &w, const Vec &b) {
+  PublicRun r;
+  ndl_ctx *ctx = ndl_ctx_new_on(be);
+  int64_t sx[2] = {6, 5}, sw[2] = {5, 4}, sb[1] = {4};
+  ndl_tensor *tx = ndl_tensor_from(ctx, 2, sx, x.data()), *tw = ndl_tensor_from(ctx, 2, sw, w.data());
+  ndl_tensor *tb = ndl_tensor_from(ctx, 1, sb, b.data());
+  EXPECT_TRUE(tx && tw && tb) << ndl_last_error();
+  if (!tx || !tw || !tb) {
+    ndl_ctx_free(ctx);
+    return r;
+  }
+  for (ndl_tensor *t : {tx, tw, tb}) ndl_tensor_set_requires_grad(t, 1);
+  ndl_tensor *h = ndl_linear(ctx, tx, tw, tb);
+  ndl_tensor *a = ndl_tanh(ctx, ndl_relu(ctx, h));
+  ndl_tensor *p = ndl_permute(ctx, a, std::vector<int>{1, 0}.data());  // [4,6] view
+  int ax[1] = {1};
+  ndl_tensor *l = ndl_logsumexp(ctx, ndl_mul_scalar(ctx, p, 3.0f), ax, 1);  // [4]
+  ndl_tensor *loss = ndl_sum(ctx, ndl_mul(ctx, l, l), nullptr, 0);
+  EXPECT_NE(loss, nullptr) << ndl_last_error();
+  if (loss && ndl_graph_backward(ctx, loss, nullptr) == NDL_OK) {
+    auto get = [&](const ndl_tensor *t) {
+      Vec v((size_t)ndl_tensor_numel(t));
+      EXPECT_TRUE(ndl_tensor_is_contiguous(t));
+      be->copy(v.data(), ndl_tensor_ptr(t), v.size() * sizeof(float), NDL_COPY_D2H);
+      return v;
+    };
+    r.loss = get(loss);
+    r.y = get(h);
+    r.gx = get(tx->grad);
+    r.gw = get(tw->grad);
+    r.gb = get(tb->grad);
+  } else {
+    ADD_FAILURE() << "backward: " << ndl_last_error();
+  }
+  ndl_ctx_free(ctx);
+  return r;
+}
+
+TEST(CudaOps, PublicOpsAndBackwardOnACudaContext) {
+  NEED_CUDA();
+  Vec x = random_vec(30, 40), w = random_vec(20, 41), b = random_vec(4, 42);
+  PublicRun c = run_public(cpu, x, w, b), u = run_public(cuda, x, w, b);
+  EXPECT_TRUE(close(c.loss, u.loss, 8, 1e-5)) << "loss";
+  EXPECT_SCALED(c.y, u.y);
+  EXPECT_TRUE(close(c.gx, u.gx, 8, 1e-5, 1e-6)) << "grad x";
+  EXPECT_TRUE(close(c.gw, u.gw, 8, 1e-5, 1e-6)) << "grad w";
+  EXPECT_TRUE(close(c.gb, u.gb, 8, 1e-5, 1e-6)) << "grad b";
 }
 
 }  // namespace
