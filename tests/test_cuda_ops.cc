@@ -660,6 +660,26 @@ TEST(CudaOps, GraphReplayOfAStepEqualsEager) {
   d.b->graph_free(graph);
 }
 
+// Work that a replay cannot repeat (a host copy, a sync, an allocation) inside a capture makes
+// graph_end return NULL instead of aborting, and the backend runs eagerly afterwards.
+TEST(CudaOps, CaptureOfUnrecordableWorkFailsCleanly) {
+  NEED_CUDA();
+  if (!cuda->graph_begin) GTEST_SKIP() << cuda->name << " has no step replay";
+  Dev d(cuda);
+  float *p = d.zeros(16);
+  Vec host(16, 2.0f);
+  for (int what = 0; what < 3; what++) {
+    ASSERT_EQ(d.b->graph_begin(), 0);
+    d.b->fill(p, 1.0f, 16);
+    if (what == 0) d.b->copy(p, host.data(), sizeof(float) * 16, NDL_COPY_H2D);
+    if (what == 1) d.b->sync();
+    if (what == 2) EXPECT_EQ(d.b->alloc(64), nullptr);
+    EXPECT_EQ(d.b->graph_end(), nullptr) << "case " << what;
+    d.b->fill(p, 3.0f, 16);  // eager again
+    EXPECT_EXACT(Vec(16, 3.0f), d.down(p, 16)) << "case " << what;
+  }
+}
+
 // The public op API on a context of the CUDA backend (tensor data in its memory, core/tensor.c):
 // a small network built with ops.h / nn_ops.h, its backward through autograd, against the same on
 // the CPU. Reads results back only through backend->copy.

@@ -15,6 +15,7 @@ struct scratch_block {
 };
 
 #define NDL_SCRATCH_BLOCKS 32
+#define NDL_DEFERRED_FREES 64
 
 struct cuda_state {
   cudaStream_t stream;
@@ -24,6 +25,9 @@ struct cuda_state {
   int nblocks, cur;
   size_t off;
   int capturing;    /* between graph_begin and graph_end: no allocation, no sync */
+  int capture_broken; /* something could not be recorded: graph_end returns NULL */
+  void *deferred[NDL_DEFERRED_FREES]; /* frees asked for while capturing */
+  int ndeferred;
   int graphs_alive; /* scratch addresses are baked into these: never free a block then */
 };
 
@@ -84,6 +88,10 @@ int scratch_grow(size_t bytes) {
 /* ---- memory ---- */
 
 void *cuda_alloc(size_t bytes) {
+  if (g.capturing) { /* the step's memory is allocated by its eager run before the capture */
+    g.capture_broken = 1;
+    return NULL;
+  }
   void *p = NULL;
   if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -93,11 +101,21 @@ void *cuda_alloc(size_t bytes) {
 }
 
 void cuda_free(void *p) {
-  if (p) NDL_CUDA_CHECK(cudaFree(p));
+  if (!p) return;
+  if (g.capturing) { /* cudaFree would wait for the stream: freed once the capture ends */
+    g.capture_broken = 1;
+    if (g.ndeferred < NDL_DEFERRED_FREES) g.deferred[g.ndeferred++] = p;
+    return;
+  }
+  NDL_CUDA_CHECK(cudaFree(p));
 }
 
 void cuda_copy(void *dst, const void *src, size_t bytes, ndl_copy_kind kind) {
   if (!bytes) return;
+  if (g.capturing && kind != NDL_COPY_D2D) { /* host memory cannot be part of a replayed step */
+    g.capture_broken = 1;
+    return;
+  }
   switch (kind) {
     case NDL_COPY_H2D: {
       NDL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g.stream));
@@ -118,7 +136,13 @@ void cuda_copy(void *dst, const void *src, size_t bytes, ndl_copy_kind kind) {
   }
 }
 
-void cuda_sync(void) { NDL_CUDA_CHECK(cudaStreamSynchronize(g.stream)); }
+void cuda_sync(void) {
+  if (g.capturing) { /* a captured step cannot wait for itself */
+    g.capture_broken = 1;
+    return;
+  }
+  NDL_CUDA_CHECK(cudaStreamSynchronize(g.stream));
+}
 
 /* ---- compute ---- */
 
@@ -172,6 +196,7 @@ int cuda_graph_begin(void) {
     return -1;
   }
   g.capturing = 1;
+  g.capture_broken = 0;
   return 0;
 }
 
@@ -180,7 +205,9 @@ void *cuda_graph_end(void) {
   g.capturing = 0;
   cudaGraph_t graph = NULL;
   cudaError_t e = cudaStreamEndCapture(g.stream, &graph);
-  if (e != cudaSuccess || !graph) {
+  for (int i = 0; i < g.ndeferred; i++) NDL_CUDA_CHECK(cudaFree(g.deferred[i]));
+  g.ndeferred = 0;
+  if (e != cudaSuccess || !graph || g.capture_broken) {
     (void)cudaGetLastError();
     if (graph) cudaGraphDestroy(graph);
     return NULL;
@@ -242,6 +269,8 @@ const ndl_backend g_backend = make_backend();
 }  // namespace
 
 cudaStream_t ndl_cuda_stream(void) { return g.stream; }
+int ndl_cuda_capturing(void) { return g.capturing; }
+void ndl_cuda_capture_break(void) { g.capture_broken = 1; }
 cublasHandle_t ndl_cuda_cublas(void) { return g.cublas; }
 
 void ndl_cuda_scratch_reset(void) {

@@ -134,6 +134,10 @@ __global__ void ce_total_kernel(const double *row_loss, const int *row_wrong, in
 
 ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n) {
   size_t bytes = (size_t)n * sizeof(double);
+  if (ndl_cuda_capturing()) { /* the host callback cannot be part of a replayed step */
+    ndl_cuda_capture_break();
+    return ndl_ctx_fail(ctx, NDL_ERR_ARG, "batchnorm: SyncBN's all-reduce cannot run inside a captured step");
+  }
   double *host = (double *)malloc(bytes ? bytes : 1);
   if (!host) return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "batchnorm: no host memory to stage %zu bytes", bytes);
   cudaStream_t st = ndl_cuda_stream();

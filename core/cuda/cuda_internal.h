@@ -72,6 +72,11 @@ __device__ static inline int64_t ndl_cuda_view_off(const ndl_cuda_view &v, int64
 /* ---- backend state (cuda_backend.cu) ---- */
 cudaStream_t ndl_cuda_stream(void);
 cublasHandle_t ndl_cuda_cublas(void);
+/* Whether a step is being captured (graph_begin..graph_end): work that cannot be recorded (host
+ * copies, syncs, allocation) must not run then; ndl_cuda_capture_break makes graph_end fail, so the
+ * caller runs the step eagerly instead. */
+int ndl_cuda_capturing(void);
+void ndl_cuda_capture_break(void);
 /* Device scratch for the current compute/backward call: valid until the next ndl_cuda_scratch_reset
  * (stream order keeps earlier users safe). NULL when it cannot grow (out of memory, or growing
  * while a graph is being captured). */
