@@ -4,6 +4,7 @@
  * the CPU backend is the oracle for every result (tests/test_cuda_ops.cc). */
 #include <mutex>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/cuda/cuda_internal.h"
 
@@ -270,6 +271,19 @@ const ndl_backend g_backend = make_backend();
 
 cudaStream_t ndl_cuda_stream(void) { return g.stream; }
 int ndl_cuda_capturing(void) { return g.capturing; }
+
+const char *ndl_cuda_rank_tag(void) {
+  static char tag[48];
+  const char *names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
+  for (const char *n : names) {
+    const char *v = getenv(n);
+    if (v && *v) {
+      snprintf(tag, sizeof tag, " on rank %.20s", v);
+      return tag;
+    }
+  }
+  return "";
+}
 void ndl_cuda_capture_break(void) { g.capture_broken = 1; }
 cublasHandle_t ndl_cuda_cublas(void) { return g.cublas; }
 

@@ -11,21 +11,25 @@
 
 #include "core/backend.h"
 
-/* Abort naming the statement, file:line and CUDA's message: a failed launch or API call on the
- * backend's stream is a bug or a lost device, not something a caller can retry. */
-#define NDL_CUDA_CHECK(stmt)                                                                  \
-  do {                                                                                        \
-    cudaError_t e_ = (stmt);                                                                  \
-    if (e_ != cudaSuccess) NDL_ABORT("cuda: %s failed: %s (%s)", #stmt, cudaGetErrorName(e_), \
-                                     cudaGetErrorString(e_));                                 \
+/* " on rank N" when the process was started by an MPI launcher (from its environment), else "":
+ * the backend knows no process group, but a message from one of N ranks should say which. */
+const char *ndl_cuda_rank_tag(void);
+
+/* Abort naming the statement, file:line, rank and CUDA's message: a failed launch or API call on
+ * the backend's stream is a bug or a lost device, not something a caller can retry. */
+#define NDL_CUDA_CHECK(stmt)                                                                        \
+  do {                                                                                              \
+    cudaError_t e_ = (stmt);                                                                        \
+    if (e_ != cudaSuccess) NDL_ABORT("cuda%s: %s failed: %s (%s)", ndl_cuda_rank_tag(), #stmt,      \
+                                     cudaGetErrorName(e_), cudaGetErrorString(e_));                 \
   } while (0)
 
 /* The same for cuBLAS calls. */
-#define NDL_CUBLAS_CHECK(stmt)                                                                        \
-  do {                                                                                                \
-    cublasStatus_t s_ = (stmt);                                                                       \
-    if (s_ != CUBLAS_STATUS_SUCCESS) NDL_ABORT("cublas: %s failed: %s (%s)", #stmt,                  \
-                                               cublasGetStatusName(s_), cublasGetStatusString(s_));  \
+#define NDL_CUBLAS_CHECK(stmt)                                                                      \
+  do {                                                                                              \
+    cublasStatus_t s_ = (stmt);                                                                     \
+    if (s_ != CUBLAS_STATUS_SUCCESS) NDL_ABORT("cublas%s: %s failed: %s (%s)", ndl_cuda_rank_tag(), \
+                                               #stmt, cublasGetStatusName(s_), cublasGetStatusString(s_)); \
   } while (0)
 
 /* Check the last kernel launch (configuration errors surface here, faults at the next sync). */
