@@ -1,7 +1,8 @@
 /* cuda_backend.cu: the CUDA backend's vtable: device discovery (ndl_backend_cuda), the one stream
  * and cuBLAS handle, device memory (alloc/free/copy/fill/sync), the per-call scratch, the compute
  * switch over the op set, and step replay by stream capture. Kernels live in the other .cu files;
- * the CPU backend is the oracle for every result (tests/test_cuda_ops.cc). */
+ * the CPU backend is the oracle for every result (tests/test_cuda_ops.cc). The vtable entries are
+ * the only place that names the stream; every launcher takes it as a parameter. */
 #include <mutex>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,34 +150,35 @@ void cuda_sync(void) {
 
 ndl_status cuda_compute(ndl_ctx *ctx, ndl_tensor *node) {
   ndl_cuda_scratch_reset();
+  cudaStream_t st = g.stream;
   float *out = ndl_tensor_ptr(node);
   int64_t n = ndl_tensor_numel(node);
   switch (node->op) {
     case NDL_OP_ADD: case NDL_OP_SUB: case NDL_OP_MUL: case NDL_OP_DIV: case NDL_OP_POW:
     case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: case NDL_OP_RELU_GRAD:
-      ndl_cuda_binary(node->op, node->src[0], node->src[1], out, n);
+      ndl_cuda_binary(node->op, node->src[0], node->src[1], out, n, st);
       return NDL_OK;
     case NDL_OP_DROPOUT:
-      ndl_cuda_dropout(node->src[0], node->src[1], node->scalar, out, n);
+      ndl_cuda_dropout(node->src[0], node->src[1], node->scalar, out, n, st);
       return NDL_OK;
     case NDL_OP_ADD_SCALAR: case NDL_OP_MUL_SCALAR: case NDL_OP_DIV_SCALAR:
     case NDL_OP_RDIV_SCALAR: case NDL_OP_POW_SCALAR: case NDL_OP_GT_SCALAR: case NDL_OP_NEG:
     case NDL_OP_LOG: case NDL_OP_EXP: case NDL_OP_RELU: case NDL_OP_TANH:
-      ndl_cuda_unary(node->op, node->src[0], node->scalar, out, n);
+      ndl_cuda_unary(node->op, node->src[0], node->scalar, out, n, st);
       return NDL_OK;
     case NDL_OP_SUM: case NDL_OP_MAX: case NDL_OP_LOGSUMEXP:
-      ndl_cuda_reduce(node);
+      ndl_cuda_reduce(node, st);
       return NDL_OK;
     case NDL_OP_RESHAPE: case NDL_OP_COMPACT:
-      ndl_cuda_strided_copy(node->src[0], out);
+      ndl_cuda_strided_copy(node->src[0], out, st);
       return NDL_OK;
     case NDL_OP_UNSLICE:
-      ndl_cuda_unslice(node, out);
+      ndl_cuda_unslice(node, out, st);
       return NDL_OK;
     case NDL_OP_MATMUL:
-      return ndl_cuda_matmul(ctx, node);
+      return ndl_cuda_matmul(ctx, node, st);
     case NDL_OP_LINEAR: case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: case NDL_OP_SOFTMAX_CE:
-      return ndl_cuda_fused_forward(ctx, node);
+      return ndl_cuda_fused_forward(ctx, node, st);
     default:
       NDL_ABORT("cuda backend: op %s has no compute (views are built in ops.c)", ndl_op_name(node->op));
   }
@@ -185,7 +187,18 @@ ndl_status cuda_compute(ndl_ctx *ctx, ndl_tensor *node) {
 
 void cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets) {
   ndl_cuda_scratch_reset();
-  ndl_cuda_fused_backward(ctx, node, targets);
+  ndl_cuda_fused_backward(ctx, node, targets, g.stream);
+}
+
+/* ---- the vtable's memory and update entries: the launchers on the backend's stream ---- */
+
+void cuda_fill(float *dst, float value, int64_t n) { ndl_cuda_fill(dst, value, n, g.stream); }
+void cuda_strided_copy(const ndl_tensor *src, float *out) { ndl_cuda_strided_copy(src, out, g.stream); }
+void cuda_accumulate(float *dst, const ndl_tensor *src) { ndl_cuda_accumulate(dst, src, g.stream); }
+void cuda_optim_update(const ndl_optim_update *u) { ndl_cuda_optim_update(u, g.stream); }
+void cuda_gather_batch(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
+                       const int64_t *idx, int64_t n, int64_t row_len) {
+  ndl_cuda_gather_batch(dst, dst_labels, src, labels, idx, n, row_len, g.stream);
 }
 
 /* ---- step replay ---- */
@@ -251,12 +264,12 @@ ndl_backend make_backend(void) {
   b.alloc = cuda_alloc;
   b.free = cuda_free;
   b.copy = cuda_copy;
-  b.fill = ndl_cuda_fill;
-  b.strided_copy = ndl_cuda_strided_copy;
-  b.accumulate = ndl_cuda_accumulate;
+  b.fill = cuda_fill;
+  b.strided_copy = cuda_strided_copy;
+  b.accumulate = cuda_accumulate;
   b.sync = cuda_sync;
-  b.optim_update = ndl_cuda_optim_update;
-  b.gather_batch = ndl_cuda_gather_batch;
+  b.optim_update = cuda_optim_update;
+  b.gather_batch = cuda_gather_batch;
   b.graph_begin = cuda_graph_begin;
   b.graph_end = cuda_graph_end;
   b.graph_replay = cuda_graph_replay;
@@ -269,7 +282,6 @@ const ndl_backend g_backend = make_backend();
 
 }  // namespace
 
-cudaStream_t ndl_cuda_stream(void) { return g.stream; }
 int ndl_cuda_capturing(void) { return g.capturing; }
 
 const char *ndl_cuda_rank_tag(void) {

@@ -85,51 +85,51 @@ __global__ void gather_kernel(float *dst, int32_t *dst_labels, const float *src,
 
 /* ---- launchers ---- */
 
-void ndl_cuda_strided_copy(const ndl_tensor *src, float *out) {
+void ndl_cuda_strided_copy(const ndl_tensor *src, float *out, cudaStream_t st) {
   int64_t n = ndl_tensor_numel(src);
   if (n == 0) return;
   if (ndl_tensor_is_contiguous(src)) {
     NDL_CUDA_CHECK(cudaMemcpyAsync(out, ndl_tensor_ptr(src), (size_t)n * sizeof(float),
-                                   cudaMemcpyDeviceToDevice, ndl_cuda_stream()));
+                                   cudaMemcpyDeviceToDevice, st));
     return;
   }
-  strided_copy_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(ndl_cuda_view_of(src), out, n);
+  strided_copy_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(ndl_cuda_view_of(src), out, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_accumulate(float *dst, const ndl_tensor *src) {
+void ndl_cuda_accumulate(float *dst, const ndl_tensor *src, cudaStream_t st) {
   int64_t n = ndl_tensor_numel(src);
   if (n == 0) return;
-  accumulate_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(dst, ndl_cuda_view_of(src), n);
+  accumulate_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(dst, ndl_cuda_view_of(src), n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_fill(float *dst, float value, int64_t n) {
+void ndl_cuda_fill(float *dst, float value, int64_t n, cudaStream_t st) {
   if (n <= 0) return;
-  fill_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(dst, value, n);
+  fill_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(dst, value, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-const float *ndl_cuda_contiguous(const ndl_tensor *t) {
+const float *ndl_cuda_contiguous(const ndl_tensor *t, cudaStream_t st) {
   if (ndl_tensor_is_contiguous(t)) return ndl_tensor_ptr(t);
   float *tmp = (float *)ndl_cuda_scratch((size_t)ndl_tensor_numel(t) * sizeof(float));
-  if (tmp) ndl_cuda_strided_copy(t, tmp);
+  if (tmp) ndl_cuda_strided_copy(t, tmp, st);
   return tmp;
 }
 
-void ndl_cuda_binary(ndl_op op, const ndl_tensor *a, const ndl_tensor *b, float *out, int64_t n) {
+void ndl_cuda_binary(ndl_op op, const ndl_tensor *a, const ndl_tensor *b, float *out, int64_t n, cudaStream_t st) {
   switch (op) {
     case NDL_OP_ADD: case NDL_OP_SUB: case NDL_OP_MUL: case NDL_OP_DIV: case NDL_OP_POW:
     case NDL_OP_MAXIMUM: case NDL_OP_EQ: case NDL_OP_GT: case NDL_OP_GE: case NDL_OP_RELU_GRAD: break;
     default: NDL_ABORT("cuda binary: op %s is not binary", ndl_op_name(op));
   }
   if (n == 0) return;
-  binary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(op, ndl_cuda_view_of(a),
+  binary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(op, ndl_cuda_view_of(a),
                                                                                ndl_cuda_view_of(b), out, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_unary(ndl_op op, const ndl_tensor *a, float s, float *out, int64_t n) {
+void ndl_cuda_unary(ndl_op op, const ndl_tensor *a, float s, float *out, int64_t n, cudaStream_t st) {
   switch (op) {
     case NDL_OP_ADD_SCALAR: case NDL_OP_MUL_SCALAR: case NDL_OP_DIV_SCALAR: case NDL_OP_RDIV_SCALAR:
     case NDL_OP_POW_SCALAR: case NDL_OP_GT_SCALAR: case NDL_OP_NEG: case NDL_OP_LOG: case NDL_OP_EXP:
@@ -137,20 +137,21 @@ void ndl_cuda_unary(ndl_op op, const ndl_tensor *a, float s, float *out, int64_t
     default: NDL_ABORT("cuda unary: op %s is not unary", ndl_op_name(op));
   }
   if (n == 0) return;
-  unary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(op, ndl_cuda_view_of(a), s, out, n);
+  unary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(op, ndl_cuda_view_of(a), s, out, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_dropout(const ndl_tensor *x, const ndl_tensor *mask, float keep, float *out, int64_t n) {
+void ndl_cuda_dropout(const ndl_tensor *x, const ndl_tensor *mask, float keep, float *out, int64_t n,
+                      cudaStream_t st) {
   if (n == 0) return;
-  dropout_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(
+  dropout_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(
       ndl_cuda_view_of(x), ndl_cuda_view_of(mask), keep, out, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_unslice(const ndl_tensor *node, float *out) {
+void ndl_cuda_unslice(const ndl_tensor *node, float *out, cudaStream_t st) {
   int64_t n = ndl_tensor_numel(node);
-  ndl_cuda_fill(out, 0.0f, n);
+  ndl_cuda_fill(out, 0.0f, n, st);
   /* the gradient written into the sliced view of the output (core/cpu/cpu_backend.c's view) */
   ndl_tensor view = *node;
   view.data = out;
@@ -164,16 +165,16 @@ void ndl_cuda_unslice(const ndl_tensor *node, float *out) {
   if (m == 0) return;
   ndl_cuda_view dst = ndl_cuda_view_of(&view);
   dst.contiguous = 0; /* written through the strides */
-  strided_store_kernel<<<ndl_cuda_blocks(m), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(
+  strided_store_kernel<<<ndl_cuda_blocks(m), NDL_CUDA_THREADS, 0, st>>>(
       ndl_cuda_view_of(node->src[0]), dst, m);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
 void ndl_cuda_gather_batch(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
-                           const int64_t *idx, int64_t n, int64_t row_len) {
+                           const int64_t *idx, int64_t n, int64_t row_len, cudaStream_t st) {
   if (n <= 0) return;
   int64_t work = row_len > 0 ? n * row_len : n;
-  gather_kernel<<<ndl_cuda_blocks(work), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(dst, dst_labels, src, labels,
+  gather_kernel<<<ndl_cuda_blocks(work), NDL_CUDA_THREADS, 0, st>>>(dst, dst_labels, src, labels,
                                                                                   idx, n, row_len);
   NDL_CUDA_CHECK_LAUNCH();
 }

@@ -132,7 +132,7 @@ __global__ void ce_total_kernel(const double *row_loss, const int *row_wrong, in
 
 /* ---- launchers ---- */
 
-ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n) {
+ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n, cudaStream_t st) {
   size_t bytes = (size_t)n * sizeof(double);
   if (ndl_cuda_capturing()) { /* the host callback cannot be part of a replayed step */
     ndl_cuda_capture_break();
@@ -140,7 +140,6 @@ ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *de
   }
   double *host = (double *)malloc(bytes ? bytes : 1);
   if (!host) return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "batchnorm: no host memory to stage %zu bytes", bytes);
-  cudaStream_t st = ndl_cuda_stream();
   NDL_CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, st));
   NDL_CUDA_CHECK(cudaStreamSynchronize(st));
   ndl_status r = s->allreduce(s->handle, host, n);
@@ -156,32 +155,31 @@ ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *de
   return NDL_OK;
 }
 
-const float *ndl_cuda_norm_param(const ndl_tensor *p) { return p ? ndl_cuda_contiguous(p) : NULL; }
+const float *ndl_cuda_norm_param(const ndl_tensor *p, cudaStream_t st) { return p ? ndl_cuda_contiguous(p, st) : NULL; }
 
-static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node) {
+static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) {
   const ndl_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
   float *y = ndl_tensor_ptr(node);
   int64_t n = node->shape[0], out = node->shape[1];
   float beta = 0.0f;
   if (b) {
     if (n * out > 0) {
-      bias_rows_kernel<<<ndl_cuda_blocks(n * out), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(y, ndl_cuda_view_of(b),
+      bias_rows_kernel<<<ndl_cuda_blocks(n * out), NDL_CUDA_THREADS, 0, st>>>(y, ndl_cuda_view_of(b),
                                                                                            n, out);
       NDL_CUDA_CHECK_LAUNCH();
     }
     beta = 1.0f;
   }
-  return ndl_cuda_gemm(ctx, x, w, y, beta);
+  return ndl_cuda_gemm(ctx, x, w, y, beta, st);
 }
 
-static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node) {
+static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) {
   ndl_norm_state *s = (ndl_norm_state *)node->aux;
   int batch = node->op == NDL_OP_BATCHNORM;
   int64_t n = node->shape[0], d = node->shape[1];
-  cudaStream_t st = ndl_cuda_stream();
-  const float *x = ndl_cuda_contiguous(node->src[0]);
+  const float *x = ndl_cuda_contiguous(node->src[0], st);
   if (!x) return ndl_cuda_scratch_fail(ctx, "norm input", (size_t)(n * d) * sizeof(float));
-  const float *w = ndl_cuda_norm_param(node->src[1]), *b = ndl_cuda_norm_param(node->src[2]);
+  const float *w = ndl_cuda_norm_param(node->src[1], st), *b = ndl_cuda_norm_param(node->src[2], st);
   if ((node->src[1] && !w) || (node->src[2] && !b)) return ndl_cuda_scratch_fail(ctx, "norm parameter", (size_t)d * 4);
   if (batch) {
     double count = (double)s->count;
@@ -190,7 +188,7 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node) {
       if (!acc) return ndl_cuda_scratch_fail(ctx, "batchnorm sums", (size_t)(2 * d) * sizeof(double));
       bn_sums_sq_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(x, n, d, acc);
       NDL_CUDA_CHECK_LAUNCH();
-      if (ndl_cuda_allreduce_staged(ctx, s, acc, 2 * d) != NDL_OK) return ctx->status;
+      if (ndl_cuda_allreduce_staged(ctx, s, acc, 2 * d, st) != NDL_OK) return ctx->status;
       bn_stats_from_sums_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(acc, d, count, s->mean, s->var);
     } else {
       bn_stats_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(x, n, d, count, s->mean, s->var);
@@ -214,14 +212,13 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   return NDL_OK;
 }
 
-static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
+static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) {
   ndl_ce_state *s = (ndl_ce_state *)node->aux;
   int64_t n = node->src[0]->shape[0], c = node->src[0]->shape[1];
-  const float *z = ndl_cuda_contiguous(node->src[0]);
+  const float *z = ndl_cuda_contiguous(node->src[0], st);
   double *row_loss = (double *)ndl_cuda_scratch((size_t)(n > 0 ? n : 1) * sizeof(double));
   int *row_wrong = (int *)ndl_cuda_scratch((size_t)(n > 0 ? n : 1) * sizeof(int));
   if (!z || !row_loss || !row_wrong) return ndl_cuda_scratch_fail(ctx, "softmax_cross_entropy", (size_t)(n * c) * 4);
-  cudaStream_t st = ndl_cuda_stream();
   if (n > 0 && c > 0) {
     ce_rows_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(z, s->labels, n, c, s->probs, row_loss, row_wrong);
     NDL_CUDA_CHECK_LAUNCH();
@@ -231,11 +228,11 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
   return NDL_OK;
 }
 
-ndl_status ndl_cuda_fused_forward(ndl_ctx *ctx, ndl_tensor *node) {
+ndl_status ndl_cuda_fused_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) {
   switch (node->op) {
-    case NDL_OP_LINEAR: return linear_forward(ctx, node);
-    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: return norm_forward(ctx, node);
-    case NDL_OP_SOFTMAX_CE: return softmax_ce_forward(ctx, node);
+    case NDL_OP_LINEAR: return linear_forward(ctx, node, st);
+    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: return norm_forward(ctx, node, st);
+    case NDL_OP_SOFTMAX_CE: return softmax_ce_forward(ctx, node, st);
     default: NDL_ABORT("cuda fused forward: op %s is not fused", ndl_op_name(node->op));
   }
   return NDL_OK;

@@ -90,32 +90,33 @@ __global__ void ce_backward_kernel(const float *g, double denom, const float *pr
 
 /* ---- launchers ---- */
 
-static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg) {
+static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg,
+                            cudaStream_t st) {
   ndl_tensor *x = node->src[0], *w = node->src[1];
   int64_t n = node->shape[0], out = node->shape[1];
   ndl_tensor gt;
   ndl_tensor_init_view(&gt, (float *)g, 2, node->shape);
   if (tg[0].ptr) {
     ndl_tensor wt = ndl_view_transposed(w);
-    if (ndl_cuda_gemm(ctx, &gt, &wt, tg[0].ptr, tg[0].beta) != NDL_OK) return;
+    if (ndl_cuda_gemm(ctx, &gt, &wt, tg[0].ptr, tg[0].beta, st) != NDL_OK) return;
   }
   if (tg[1].ptr) {
     ndl_tensor xt = ndl_view_transposed(x);
-    if (ndl_cuda_gemm(ctx, &xt, &gt, tg[1].ptr, tg[1].beta) != NDL_OK) return;
+    if (ndl_cuda_gemm(ctx, &xt, &gt, tg[1].ptr, tg[1].beta, st) != NDL_OK) return;
   }
   if (tg[2].ptr && out > 0) {
-    column_sum_kernel<<<ndl_cuda_blocks(out), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(g, n, out, tg[2].ptr,
+    column_sum_kernel<<<ndl_cuda_blocks(out), NDL_CUDA_THREADS, 0, st>>>(g, n, out, tg[2].ptr,
                                                                                        tg[2].beta);
     NDL_CUDA_CHECK_LAUNCH();
   }
 }
 
-static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg) {
+static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const ndl_grad_target *tg,
+                          cudaStream_t st) {
   ndl_norm_state *s = (ndl_norm_state *)node->aux;
   int batch = node->op == NDL_OP_BATCHNORM;
   int64_t n = node->shape[0], d = node->shape[1], ns = batch ? d : n;
-  cudaStream_t st = ndl_cuda_stream();
-  const float *w = ndl_cuda_norm_param(node->src[1]);
+  const float *w = ndl_cuda_norm_param(node->src[1], st);
   if (node->src[1] && !w) {
     ndl_cuda_scratch_fail(ctx, "norm weight", (size_t)d * sizeof(float));
     return;
@@ -136,32 +137,32 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const 
     norm_row_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(g, s->xhat, w, n, d, acc);
     NDL_CUDA_CHECK_LAUNCH();
   }
-  if (batch && s->allreduce && ndl_cuda_allreduce_staged(ctx, s, acc, 2 * ns) != NDL_OK) return;
+  if (batch && s->allreduce && ndl_cuda_allreduce_staged(ctx, s, acc, 2 * ns, st) != NDL_OK) return;
   if (n * d == 0) return;
   norm_dx_kernel<<<ndl_cuda_blocks(n * d), NDL_CUDA_THREADS, 0, st>>>(
       g, s->xhat, w, s->invstd, acc, n, d, (float)(1.0 / (double)s->count), !batch, tg[0].ptr, tg[0].beta);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-static void softmax_ce_backward(ndl_tensor *node, const float *g, const ndl_grad_target *tg) {
+static void softmax_ce_backward(ndl_tensor *node, const float *g, const ndl_grad_target *tg, cudaStream_t st) {
   ndl_ce_state *s = (ndl_ce_state *)node->aux;
   int64_t n = node->src[0]->shape[0], c = node->src[0]->shape[1];
   if (!tg[0].ptr || n * c == 0) return;
-  ce_backward_kernel<<<ndl_cuda_blocks(n * c), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(
+  ce_backward_kernel<<<ndl_cuda_blocks(n * c), NDL_CUDA_THREADS, 0, st>>>(
       g, s->denom, s->probs, s->labels, n, c, tg[0].ptr, tg[0].beta);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
-void ndl_cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets) {
-  const float *g = ndl_cuda_contiguous(node->adj);
+void ndl_cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets, cudaStream_t st) {
+  const float *g = ndl_cuda_contiguous(node->adj, st);
   if (!g) {
     ndl_cuda_scratch_fail(ctx, "fused backward gradient", (size_t)ndl_tensor_numel(node->adj) * sizeof(float));
     return;
   }
   switch (node->op) {
-    case NDL_OP_LINEAR: linear_backward(ctx, node, g, targets); break;
-    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: norm_backward(ctx, node, g, targets); break;
-    case NDL_OP_SOFTMAX_CE: softmax_ce_backward(node, g, targets); break;
+    case NDL_OP_LINEAR: linear_backward(ctx, node, g, targets, st); break;
+    case NDL_OP_BATCHNORM: case NDL_OP_LAYERNORM: norm_backward(ctx, node, g, targets, st); break;
+    case NDL_OP_SOFTMAX_CE: softmax_ce_backward(node, g, targets, st); break;
     default: NDL_ABORT("cuda fused backward: op %s is not fused", ndl_op_name(node->op));
   }
 }

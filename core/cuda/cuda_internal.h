@@ -74,7 +74,6 @@ __device__ static inline int64_t ndl_cuda_view_off(const ndl_cuda_view &v, int64
 #endif
 
 /* ---- backend state (cuda_backend.cu) ---- */
-cudaStream_t ndl_cuda_stream(void);
 cublasHandle_t ndl_cuda_cublas(void);
 /* Whether a step is being captured (graph_begin..graph_end): work that cannot be recorded (host
  * copies, syncs, allocation) must not run then; ndl_cuda_capture_break makes graph_end fail, so the
@@ -90,37 +89,40 @@ void ndl_cuda_scratch_reset(void);
 /* Fail ctx for scratch that could not be had; returns the status. */
 ndl_status ndl_cuda_scratch_fail(ndl_ctx *ctx, const char *what, size_t bytes);
 
-/* ---- launchers (stream = the backend's) ---- */
+/* ---- launchers: each queues its kernels on the stream it is given (the entries in
+ * cuda_backend.cu pass the backend's) ---- */
 /* cuda_elementwise.cu */
-void ndl_cuda_strided_copy(const ndl_tensor *src, float *out);
-void ndl_cuda_accumulate(float *dst, const ndl_tensor *src);
-void ndl_cuda_fill(float *dst, float value, int64_t n);
+void ndl_cuda_strided_copy(const ndl_tensor *src, float *out, cudaStream_t st);
+void ndl_cuda_accumulate(float *dst, const ndl_tensor *src, cudaStream_t st);
+void ndl_cuda_fill(float *dst, float value, int64_t n, cudaStream_t st);
 /* Contiguous data of t: its own memory or a scratch copy (NULL: out of scratch). */
-const float *ndl_cuda_contiguous(const ndl_tensor *t);
+const float *ndl_cuda_contiguous(const ndl_tensor *t, cudaStream_t st);
 /* out[i] = a op b for the binary ops and RELU_GRAD, inputs of any strides (out's shape). */
-void ndl_cuda_binary(ndl_op op, const ndl_tensor *a, const ndl_tensor *b, float *out, int64_t n);
+void ndl_cuda_binary(ndl_op op, const ndl_tensor *a, const ndl_tensor *b, float *out, int64_t n, cudaStream_t st);
 /* out = op(a, s) for the scalar and unary ops. */
-void ndl_cuda_unary(ndl_op op, const ndl_tensor *a, float s, float *out, int64_t n);
+void ndl_cuda_unary(ndl_op op, const ndl_tensor *a, float s, float *out, int64_t n, cudaStream_t st);
 /* out = (x * mask) / keep. */
-void ndl_cuda_dropout(const ndl_tensor *x, const ndl_tensor *mask, float keep, float *out, int64_t n);
+void ndl_cuda_dropout(const ndl_tensor *x, const ndl_tensor *mask, float keep, float *out, int64_t n,
+                      cudaStream_t st);
 /* out = zeros with g stored into the view (UNSLICE). */
-void ndl_cuda_unslice(const ndl_tensor *node, float *out);
+void ndl_cuda_unslice(const ndl_tensor *node, float *out, cudaStream_t st);
 void ndl_cuda_gather_batch(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
-                           const int64_t *idx, int64_t n, int64_t row_len);
+                           const int64_t *idx, int64_t n, int64_t row_len, cudaStream_t st);
 /* cuda_reduce.cu: SUM, MAX, LOGSUMEXP over node->iparams[0..naxes). */
-void ndl_cuda_reduce(const ndl_tensor *node);
+void ndl_cuda_reduce(const ndl_tensor *node, cudaStream_t st);
 /* cuda_matmul.cu: c = a . b + beta*c (2-D views, any strides; c contiguous); non-OK: no scratch. */
-ndl_status ndl_cuda_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta);
-ndl_status ndl_cuda_matmul(ndl_ctx *ctx, ndl_tensor *node);
+ndl_status ndl_cuda_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b, float *c, float beta,
+                         cudaStream_t st);
+ndl_status ndl_cuda_matmul(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st);
 /* cuda_fused.cu / cuda_fused_bwd.cu */
-ndl_status ndl_cuda_fused_forward(ndl_ctx *ctx, ndl_tensor *node);
-void ndl_cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets);
+ndl_status ndl_cuda_fused_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st);
+void ndl_cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets, cudaStream_t st);
 /* SyncBN: stage n doubles of device memory through the host, call s->allreduce, copy back
  * (synchronous); a failure is recorded on ctx and s->status. */
-ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n);
+ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n, cudaStream_t st);
 /* A norm's weight or bias as contiguous device floats; NULL for NULL (the kernels read 1 / 0). */
-const float *ndl_cuda_norm_param(const ndl_tensor *p);
+const float *ndl_cuda_norm_param(const ndl_tensor *p, cudaStream_t st);
 /* cuda_optim.cu */
-void ndl_cuda_optim_update(const ndl_optim_update *u);
+void ndl_cuda_optim_update(const ndl_optim_update *u, cudaStream_t st);
 
 #endif

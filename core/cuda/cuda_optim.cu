@@ -36,7 +36,7 @@ __global__ void optim_kernel(optim_args a) {
   }
 }
 
-void ndl_cuda_optim_update(const ndl_optim_update *u) {
+void ndl_cuda_optim_update(const ndl_optim_update *u, cudaStream_t st) {
   switch (u->kind) {
     case NDL_UPDATE_SGD: case NDL_UPDATE_SGD_MOMENTUM: case NDL_UPDATE_SGD_NESTEROV: case NDL_UPDATE_ADAM:
     case NDL_UPDATE_ADAMW: case NDL_UPDATE_RMSPROP: break;
@@ -54,6 +54,6 @@ void ndl_cuda_optim_update(const ndl_optim_update *u) {
   a.lr = u->lr;
   a.wd = u->wd;
   for (int i = 0; i < 10; i++) a.k[i] = u->k[i];
-  optim_kernel<<<ndl_cuda_blocks(u->n), NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(a);
+  optim_kernel<<<ndl_cuda_blocks(u->n), NDL_CUDA_THREADS, 0, st>>>(a);
   NDL_CUDA_CHECK_LAUNCH();
 }

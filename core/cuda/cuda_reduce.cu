@@ -66,7 +66,7 @@ __global__ void reduce_kernel(ndl_op op, ndl_cuda_view v, float *out, int64_t ou
   }
 }
 
-void ndl_cuda_reduce(const ndl_tensor *node) {
+void ndl_cuda_reduce(const ndl_tensor *node, cudaStream_t st) {
   if (node->op != NDL_OP_SUM && node->op != NDL_OP_MAX && node->op != NDL_OP_LOGSUMEXP)
     NDL_ABORT("cuda reduce: op %s is not a reduction", ndl_op_name(node->op));
   const ndl_tensor *a = node->src[0];
@@ -88,7 +88,7 @@ void ndl_cuda_reduce(const ndl_tensor *node) {
   int64_t outer = ndl_tensor_numel(node);
   if (outer == 0) return;
   unsigned blocks = outer > 65535 ? 65535u : (unsigned)outer;
-  reduce_kernel<<<blocks, NDL_CUDA_THREADS, 0, ndl_cuda_stream()>>>(node->op, ndl_cuda_view_of(&view),
+  reduce_kernel<<<blocks, NDL_CUDA_THREADS, 0, st>>>(node->op, ndl_cuda_view_of(&view),
                                                                    ndl_tensor_ptr(node), outer, inner);
   NDL_CUDA_CHECK_LAUNCH();
 }
