@@ -17,7 +17,7 @@
 #include "core/nn_ops.h"
 #include "core/ops.h"
 #include "core/tensor.h"
-#include "cuda_test_util.h"
+#include "device_compare.h"
 
 using namespace cuda_test;
 

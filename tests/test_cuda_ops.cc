@@ -15,7 +15,7 @@
 #include "core/backend.h"
 #include "core/kernel_math.h"
 #include "core/tensor.h"
-#include "cuda_test_util.h"
+#include "device_compare.h"
 
 using namespace cuda_test;
 

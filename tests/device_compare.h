@@ -1,4 +1,4 @@
-// cuda_test_util.h: the harness of the CPU-vs-CUDA tests (test_cuda_ops.cc, test_cuda_fused.cc):
+// device_compare.h: the harness of the CPU-vs-CUDA tests (test_cuda_ops.cc, test_cuda_fused.cc):
 // a backend with the buffers it owns (upload, download, leaves and nodes over its memory), the
 // ulp/relative comparison that prints the first misses, and NEED_CUDA(), which skips without a
 // device (test hook NDL_TEST_CUDA_SELF=1: the CPU backend stands in, checking the harness itself).
