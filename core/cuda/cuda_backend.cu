@@ -60,7 +60,8 @@ int cuda_init_state(void) {
   NDL_CUBLAS_CHECK(cublasSetMathMode(g.cublas, CUBLAS_DEFAULT_MATH));
   /* a fixed workspace, so cuBLAS allocates nothing while a step is captured */
   const size_t ws = (size_t)32 << 20;
-  if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess) return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
+  if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess)
+    return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
   NDL_CUBLAS_CHECK(cublasSetWorkspace(g.cublas, g.cublas_ws, ws));
   return 1;
 }

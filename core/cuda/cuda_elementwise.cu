@@ -124,8 +124,7 @@ void ndl_cuda_binary(ndl_op op, const ndl_tensor *a, const ndl_tensor *b, float 
     default: NDL_ABORT("cuda binary: op %s is not binary", ndl_op_name(op));
   }
   if (n == 0) return;
-  binary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(op, ndl_cuda_view_of(a),
-                                                                               ndl_cuda_view_of(b), out, n);
+  binary_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(op, ndl_cuda_view_of(a), ndl_cuda_view_of(b), out, n);
   NDL_CUDA_CHECK_LAUNCH();
 }
 
@@ -174,7 +173,6 @@ void ndl_cuda_gather_batch(float *dst, int32_t *dst_labels, const float *src, co
                            const int64_t *idx, int64_t n, int64_t row_len, cudaStream_t st) {
   if (n <= 0) return;
   int64_t work = row_len > 0 ? n * row_len : n;
-  gather_kernel<<<ndl_cuda_blocks(work), NDL_CUDA_THREADS, 0, st>>>(dst, dst_labels, src, labels,
-                                                                                  idx, n, row_len);
+  gather_kernel<<<ndl_cuda_blocks(work), NDL_CUDA_THREADS, 0, st>>>(dst, dst_labels, src, labels, idx, n, row_len);
   NDL_CUDA_CHECK_LAUNCH();
 }

@@ -164,8 +164,7 @@ static ndl_status linear_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st
   float beta = 0.0f;
   if (b) {
     if (n * out > 0) {
-      bias_rows_kernel<<<ndl_cuda_blocks(n * out), NDL_CUDA_THREADS, 0, st>>>(y, ndl_cuda_view_of(b),
-                                                                                           n, out);
+      bias_rows_kernel<<<ndl_cuda_blocks(n * out), NDL_CUDA_THREADS, 0, st>>>(y, ndl_cuda_view_of(b), n, out);
       NDL_CUDA_CHECK_LAUNCH();
     }
     beta = 1.0f;
@@ -196,9 +195,9 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) 
     NDL_CUDA_CHECK_LAUNCH();
     int fold = s->running_mean && s->running_var && s->count > 0;
     bn_finish_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(d, s->eps, s->mean, s->var, s->invstd,
-                                                                     fold ? s->running_mean : NULL,
-                                                                     fold ? s->running_var : NULL,
-                                                                     (float)(1.0 - (double)s->momentum), s->momentum);
+                                                                      fold ? s->running_mean : NULL,
+                                                                      fold ? s->running_var : NULL,
+                                                                      (float)(1.0 - (double)s->momentum), s->momentum);
     NDL_CUDA_CHECK_LAUNCH();
   } else {
     ln_stats_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(x, n, d, s->eps, s->mean, s->var, s->invstd);
@@ -206,7 +205,7 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) 
   }
   if (n * d > 0) {
     norm_apply_kernel<<<ndl_cuda_blocks(n * d), NDL_CUDA_THREADS, 0, st>>>(x, n, d, s->mean, s->invstd, w, b, !batch,
-                                                                          s->xhat, ndl_tensor_ptr(node));
+                                                                           s->xhat, ndl_tensor_ptr(node));
     NDL_CUDA_CHECK_LAUNCH();
   }
   return NDL_OK;

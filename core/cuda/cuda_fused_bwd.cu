@@ -105,8 +105,7 @@ static void linear_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, cons
     if (ndl_cuda_gemm(ctx, &xt, &gt, tg[1].ptr, tg[1].beta, st) != NDL_OK) return;
   }
   if (tg[2].ptr && out > 0) {
-    column_sum_kernel<<<ndl_cuda_blocks(out), NDL_CUDA_THREADS, 0, st>>>(g, n, out, tg[2].ptr,
-                                                                                       tg[2].beta);
+    column_sum_kernel<<<ndl_cuda_blocks(out), NDL_CUDA_THREADS, 0, st>>>(g, n, out, tg[2].ptr, tg[2].beta);
     NDL_CUDA_CHECK_LAUNCH();
   }
 }
@@ -129,7 +128,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const 
   }
   if ((tg[1].ptr || tg[2].ptr || (batch && acc)) && d > 0) {
     norm_col_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(g, s->xhat, w, n, d, tg[1].ptr, tg[1].beta,
-                                                                    tg[2].ptr, tg[2].beta, batch ? acc : NULL);
+                                                                     tg[2].ptr, tg[2].beta, batch ? acc : NULL);
     NDL_CUDA_CHECK_LAUNCH();
   }
   if (!need_dx) return;

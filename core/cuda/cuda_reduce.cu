@@ -89,6 +89,6 @@ void ndl_cuda_reduce(const ndl_tensor *node, cudaStream_t st) {
   if (outer == 0) return;
   unsigned blocks = outer > 65535 ? 65535u : (unsigned)outer;
   reduce_kernel<<<blocks, NDL_CUDA_THREADS, 0, st>>>(node->op, ndl_cuda_view_of(&view),
-                                                                   ndl_tensor_ptr(node), outer, inner);
+                                                     ndl_tensor_ptr(node), outer, inner);
   NDL_CUDA_CHECK_LAUNCH();
 }
