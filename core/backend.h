@@ -111,6 +111,10 @@ typedef struct ndl_backend {
   /* Queue one replay of a recorded graph; 0 on success. */
   int (*graph_replay)(void *graph);
   void (*graph_free)(void *graph);
+  /* The queue the backend's work runs on (a cudaStream_t), so that a collective (NCCL) can be
+   * queued behind the backward and recorded in a step capture; NULL member or NULL result: unknown
+   * (dist/ then syncs and runs the collective on a stream of its own). */
+  void *(*stream)(void);
 } ndl_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops). */

@@ -19,18 +19,18 @@ run_suite() {  # build dir, extra cmake args...
 run_suite build
 if [ "${1:-}" != "--no-sanitize" ]; then
   # ThreadSanitizer: only the binaries with tsan-labelled tests (target tsan_tests); a report fails.
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DNDL_SANITIZE=thread >/dev/null
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DNDL_SANITIZE=thread -DNDL_CUDA=OFF >/dev/null
   cmake --build build-tsan -j"$jobs" --target tsan_tests
   (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
      ctest --output-on-failure -j"$jobs" -L tsan)
-  ASAN_OPTIONS=detect_leaks=1 run_suite build-asan -DNDL_SANITIZE=ON
+  ASAN_OPTIONS=detect_leaks=1 run_suite build-asan -DNDL_SANITIZE=ON -DNDL_CUDA=OFF
 fi
 # Fuzzing (tests/fuzz, label fuzz): a clang build with libFuzzer, ASan and UBSan; replays the seed
 # corpus and the kept crash inputs, then fuzzes each target for ~60 s (all at once: time-bound).
 # NDL_TEST_FUZZ=0 skips it.
 if [ "${NDL_TEST_FUZZ:-1}" = 1 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DNDL_FUZZ=ON -DNDL_BUILD_TESTS=OFF \
-    -DNDL_MPI=OFF >/dev/null
+    -DNDL_MPI=OFF -DNDL_CUDA=OFF >/dev/null
   cmake --build build-fuzz -j"$jobs" --target ndl_fuzz
   (cd build-fuzz && ctest --output-on-failure -j"$((jobs > 6 ? jobs : 6))" -L fuzz)
 fi
