@@ -8,6 +8,9 @@ const ndl_backend *ndl_backend_cuda(const char **why) {
   if (why) *why = "this ndl-train was built without CUDA (NDL_CUDA=OFF)";
   return NULL;
 }
+int ndl_backend_cuda_built(void) { return 0; }
+#else
+int ndl_backend_cuda_built(void) { return 1; }
 #endif
 
 static const ndl_backend *test_backend; /* tests' NDL_DEV_TEST backend */

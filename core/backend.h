@@ -122,6 +122,8 @@ const ndl_backend *ndl_backend_cpu(void);
 /* The CUDA backend (cuBLAS + kernels on one stream of the current device), or NULL when this build
  * has none (NDL_CUDA off) or no GPU is visible; *why (may be NULL) gets a one-line reason then. */
 const ndl_backend *ndl_backend_cuda(const char **why);
+/* 1 when this build has the CUDA backend (NDL_CUDA), whether or not a GPU is visible. */
+int ndl_backend_cuda_built(void);
 /* The backend that owns memory of device d; NULL when this build has none for it. */
 const ndl_backend *ndl_backend_for(ndl_device d);
 /* Tests: make b (device NDL_DEV_TEST, e.g. tests/fenced_backend.c) what ndl_backend_for(NDL_DEV_TEST)

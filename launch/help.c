@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/blas_select.h"
 
 #ifndef NDL_VERSION
@@ -246,11 +247,13 @@ void ndl_help_version(FILE *f) {
 #else
   fputs("MPI: not built in (one process only)\n", f);
 #endif
-#ifdef NDL_HAVE_CUDA
-  fputs("CUDA: built in\n", f);
-#else
-  fputs("CUDA: not built in (--device cpu only)\n", f);
-#endif
+  const char *why = NULL;
+  if (!ndl_backend_cuda_built())
+    fputs("CUDA: not built in (--device cpu only)\n", f);
+  else if (ndl_backend_cuda(&why))
+    fputs("CUDA: built in, GPU visible (--device cuda is the default)\n", f);
+  else
+    fprintf(f, "CUDA: built in, no GPU usable (%s)\n", why ? why : "unknown reason");
 #ifdef NDL_HAVE_NCCL
   fputs("NCCL: built in\n", f);
 #else

@@ -2,7 +2,7 @@
 # test_help.sh: ndl-train's --help, --version and man page (launch/help.c).
 #   test_help.sh help    NDL_TRAIN SOURCE_DIR          groups, defaults, environment, exit codes, notes,
 #                                                      every option config.c parses, lines <= 100 columns
-#   test_help.sh version NDL_TRAIN MPI_ON(0|1)         version, BLAS + live kernel, MPI/CUDA/NCCL lines
+#   test_help.sh version NDL_TRAIN MPI_ON(0|1) CUDA_ON  version, BLAS + live kernel, MPI/CUDA/NCCL lines
 #   test_help.sh man     NDL_TRAIN MAN_FILE            the built ndl-train.1 is --help-man's output, renders
 #                                                      (man -l, groff -ww when installed) with every option
 set -uo pipefail
@@ -66,7 +66,12 @@ version)
   has_line "$out" '^ndl-train \(needle-c\) [0-9]+\.[0-9]+\.[0-9]+' "version"
   has_line "$out" '^BLAS: OpenBLAS [0-9.]+, kernel [A-Za-z0-9]+ \(' "BLAS and kernel"
   if [ "$mpi" = 1 ]; then has_line "$out" '^MPI: built in' "MPI"; else has_line "$out" '^MPI: not built in' "MPI"; fi
-  has_line "$out" '^CUDA: (built in|not built in)' "CUDA"
+  cuda=${4:-}
+  case $cuda in
+    1) has_line "$out" '^CUDA: built in, (GPU visible|no GPU usable \(.+\))' "CUDA built in, with the GPU state" ;;
+    0) has_line "$out" '^CUDA: not built in' "CUDA not built in" ;;
+    *) has_line "$out" '^CUDA: (built in|not built in)' "CUDA" ;;
+  esac
   has_line "$out" '^NCCL: (built in|not built in)' "NCCL"
   [ "$(wc -l <<<"$out")" -eq 5 ] || fail "expected 5 lines, got: $out"
   # the kernel line is the live one: a kernel the user forces shows up
