@@ -39,20 +39,26 @@ ndl_status ndl_rng_set_state(ndl_rng *r, const uint32_t *mt, int64_t pos, int64_
   return NDL_OK;
 }
 
+/* MT19937's twist of mt[i] from words of the old state (y = upper bit of a, lower bits of b). */
+static inline uint32_t twist(uint32_t far, uint32_t a, uint32_t b) {
+  uint32_t y = (a & 0x80000000u) | (b & 0x7fffffffu);
+  return far ^ (y >> 1) ^ (-(y & 1u) & 0x9908b0dfu);
+}
+
+/* The in-place twist of all 624 words, as vector loops: mt[i], mt[i+1] are read from a copy of the
+ * old state (old has room for one more word: the new mt[0], which the reference pairs with
+ * mt[623]), so no element's read waits on a write; mt[i+397-624] (i >= 227) is a word this twist
+ * already wrote, 227 elements back, farther than any vector. Same integers as the scalar loop. */
+NDL_SIMD_CLONES static void regenerate_words(uint32_t *restrict mt, uint32_t *restrict old) {
+  memcpy(old, mt, NDL_RNG_N * sizeof(uint32_t));
+  for (int i = 0; i < NDL_RNG_N - 397; i++) mt[i] = twist(old[i + 397], old[i], old[i + 1]);
+  old[NDL_RNG_N] = mt[0]; /* the last word pairs with the new mt[0], as in the reference */
+  for (int i = NDL_RNG_N - 397; i < NDL_RNG_N; i++) mt[i] = twist(mt[i + 397 - NDL_RNG_N], old[i], old[i + 1]);
+}
+
 static void regenerate(ndl_rng *r) {
-  const uint32_t upper = 0x80000000u, lower = 0x7fffffffu, matrix = 0x9908b0dfu;
-  int i;
-  uint32_t y;
-  for (i = 0; i < NDL_RNG_N - 397; i++) {
-    y = (r->mt[i] & upper) | (r->mt[i + 1] & lower);
-    r->mt[i] = r->mt[i + 397] ^ (y >> 1) ^ (-(y & 1u) & matrix);
-  }
-  for (; i < NDL_RNG_N - 1; i++) {
-    y = (r->mt[i] & upper) | (r->mt[i + 1] & lower);
-    r->mt[i] = r->mt[i + 397 - NDL_RNG_N] ^ (y >> 1) ^ (-(y & 1u) & matrix);
-  }
-  y = (r->mt[NDL_RNG_N - 1] & upper) | (r->mt[0] & lower);
-  r->mt[NDL_RNG_N - 1] = r->mt[396] ^ (y >> 1) ^ (-(y & 1u) & matrix);
+  uint32_t old[NDL_RNG_N + 1];
+  regenerate_words(r->mt, old);
   r->pos = 0;
 }
 

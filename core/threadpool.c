@@ -1,5 +1,7 @@
 /* threadpool.c: workers wait for a job generation (spinning briefly, then sleeping on a condition
- * variable), take task indices from an atomic counter, and report completion through another.
+ * variable) and claim task indices from one atomic ticket (job id, next index); the caller claims
+ * too and waits only for tasks that a worker claimed, never for a worker to show up, so a worker
+ * that the OS has descheduled (a loaded machine) does not stall the step: the caller runs its tasks.
  * A task that calls ndl_parallel_for again runs the inner loop inline on its own thread. */
 #include "core/threadpool.h"
 
@@ -24,11 +26,12 @@ static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   atomic_int generation;
-  atomic_int finished;  /* workers done with the current generation */
-  atomic_llong next;    /* next task index */
-  int64_t ntasks;
-  void (*fn)(void *, int64_t);
-  void *arg;
+  /* The job: written by the caller before it publishes the ticket, stable until every task is done. */
+  _Atomic(void (*)(void *, int64_t)) fn;
+  _Atomic(void *) arg;
+  atomic_llong ntasks;
+  atomic_ullong ticket; /* job id << 32 | next task index; a claim is a compare-and-swap */
+  atomic_llong done;    /* tasks of the current job finished */
   atomic_int stop;
 } pool = {.nthreads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -36,10 +39,21 @@ static atomic_int start_delay_ms; /* test hook: see ndl_threadpool_test_delay_st
 
 static _Thread_local int in_task; /* set while this thread runs tasks: nested loops run inline */
 
+/* Claim and run tasks of the current job until none is left. The fields are read between the
+ * ticket load and the claim: a successful claim means the job was still current, and its fields do
+ * not change before its claimed tasks are done. */
 static void run_tasks(void) {
-  int64_t i;
   in_task = 1;
-  while ((i = atomic_fetch_add(&pool.next, 1)) < pool.ntasks) pool.fn(pool.arg, i);
+  for (;;) {
+    unsigned long long t = atomic_load(&pool.ticket);
+    int64_t i = (int64_t)(t & 0xffffffffu), n = atomic_load(&pool.ntasks);
+    void (*fn)(void *, int64_t) = atomic_load(&pool.fn);
+    void *arg = atomic_load(&pool.arg);
+    if (i >= n) break;
+    if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+    fn(arg, i);
+    atomic_fetch_add(&pool.done, 1);
+  }
   in_task = 0;
 }
 
@@ -64,7 +78,6 @@ static void *worker_main(void *arg) {
     if (atomic_load(&pool.stop)) return NULL;
     seen = atomic_load(&pool.generation);
     run_tasks();
-    atomic_fetch_add(&pool.finished, 1);
   }
 }
 
@@ -108,16 +121,24 @@ void ndl_parallel_for(int64_t ntasks, void (*fn)(void *arg, int64_t task), void 
     for (int64_t i = 0; i < ntasks; i++) fn(arg, i);
     return;
   }
-  pool.fn = fn;
-  pool.arg = arg;
-  pool.ntasks = ntasks;
-  atomic_store(&pool.next, 0);
-  atomic_store(&pool.finished, 0);
+  NDL_ASSERT(ntasks < 0xffffffffLL);
+  unsigned long long job = atomic_load(&pool.ticket) >> 32;
+  /* close the old job first: a late worker holding its exhausted ticket must not pair it with the
+   * new task count below and claim a task that does not exist */
+  atomic_store(&pool.ticket, job << 32 | 0xffffffffu);
+  job = (job + 1) & 0xffffffffu;
+  atomic_store(&pool.fn, fn);
+  atomic_store(&pool.arg, arg);
+  atomic_store(&pool.ntasks, ntasks);
+  atomic_store(&pool.done, 0);
+  atomic_store(&pool.ticket, job << 32); /* publish: index 0 of the new job */
   pthread_mutex_lock(&pool.mu);
   atomic_fetch_add(&pool.generation, 1);
   pthread_cond_broadcast(&pool.cv);
   pthread_mutex_unlock(&pool.mu);
   run_tasks();
-  for (int spins = 0; atomic_load(&pool.finished) < pool.nthreads - 1; spins++)
+  /* only tasks a worker claimed can be outstanding: wait for those (a worker that never woke up
+   * claimed none) */
+  for (int spins = 0; atomic_load(&pool.done) < ntasks; spins++)
     if (spins > 64) sched_yield(); /* let a descheduled worker finish its task */
 }

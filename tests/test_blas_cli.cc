@@ -121,6 +121,10 @@ TEST_F(BlasCli, BenchCorePrintsTheKernel) {
   RunResult s = run_shell(kClean + "NDL_BLAS_SERIAL=1 " + NDL_BENCH_BIN + " 2 1 2", dir);
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_NE(s.out.find("concurrent sgemm no (serialized)"), std::string::npos) << s.out;
+  // the floor at the thread count asked for (bench/compare_torch.sh reads this line), not only 1 thread
+  EXPECT_NE(r.out.find("sgemm floor at 1 thread(s)"), std::string::npos) << r.out;
+  EXPECT_NE(s.out.find("sgemm floor at 2 thread(s)"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("2 row blocks on the pool"), std::string::npos) << s.out;
 }
 
 #ifdef NDL_MPIRUN_CMD

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <vector>
 
@@ -102,6 +103,23 @@ TEST_F(ThreadPool, JobPostedBeforeWorkerStartsIsRun) {
         std::exit(ok ? 0 : 3);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+// A worker the OS does not run (here: held asleep 5 s before its first instruction, as a loaded
+// machine deschedules a thread) must not hold up the caller: it runs every task itself and returns
+// without waiting for the worker to show up. The old pool waited for every worker to report each job,
+// so these jobs took >= 5 s; the bound is generous for a busy machine.
+TEST_F(ThreadPool, CallerDoesNotWaitForAWorkerThatNeverRan) {
+  ndl_threadpool_test_delay_start(5000);
+  ndl_threadpool_set_threads(2);
+  auto t0 = std::chrono::steady_clock::now();
+  bool ok = run_once_each(2) && run_once_each(7);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(ok);
+  EXPECT_LT(s, 2.5) << "the caller waited for the sleeping worker";
+  ndl_threadpool_set_threads(1);  // joins the worker after its sleep; it finds the jobs done
+  ndl_threadpool_test_delay_start(0);
+  EXPECT_TRUE(run_once_each(5));
 }
 
 // Stress: start and stop the workers many times, each time posting a job at once (the race window
