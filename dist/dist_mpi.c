@@ -29,6 +29,7 @@
 #define SHM_CAP (1 << 20)   /* bytes per shared-window round (the default model's gradients: 443,440) */
 #define POLL_FAST_S 2e-3    /* poll without sleeping this long, then sleep 20..200 us per poll */
 #define TOKEN_EVERY_S 1e-3  /* while waiting on the shared window, answer pings this often */
+#define TWO_PHASE_MIN (64 << 10) /* float sums from this many bytes: reduce-scatter + all-gather */
 
 struct ndl_dist_mpi {
   MPI_Comm coll;           /* collectives */
@@ -361,12 +362,15 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Wait until every peer published round (this rank's: cur_op, cur_bytes): busy-poll while each local rank has a core (m->spin) or
+typedef int64_t (*shm_flag_fn)(const ndl_shm *s, int p);
+
+/* Wait until every peer's flag (ndl_shm_ready, or ndl_shm_done for a two-phase round's second
+ * half) reached round; after ready, check the peers sum what this rank does (cur_op, cur_bytes): busy-poll while each local rank has a core (m->spin) or
  * yield, for POLL_FAST_S, then sleep 20 growing to 200 us per poll; answer pings every
  * TOKEN_EVERY_S; past the deadline t0 + deadline_s name the peers that did not arrive (or, when all
  * did, those that do not answer). Notes the moment every peer arrived for the profile. */
-static ndl_status shm_wait(ndl_dist *d, int64_t round, double t0, const char *what, int cur_op,
-                           size_t cur_bytes) {
+static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double t0, const char *what,
+                           int cur_op, size_t cur_bytes) {
   ndl_dist_mpi *m = d->mpi;
   double last_drain = t0;
   long nap_ns = 20000;
@@ -374,7 +378,7 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, double t0, const char *wh
     int ready = 1, arrived = 1;
     for (int p = 0; p < d->world; p++) {
       if (p == d->rank) continue;
-      if (ndl_shm_ready(m->shm, p) < round) ready = 0;
+      if (flag(m->shm, p) < round) ready = 0;
       if (ndl_shm_arrived(m->shm, p) < round) arrived = 0;
     }
     if (arrived && d->profile && d->arrival_s == 0) d->arrival_s = now_s();
@@ -402,7 +406,7 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, double t0, const char *wh
       if (nap_ns < 200000) nap_ns += nap_ns / 2;
     }
   }
-  for (int p = 0; p < d->world; p++) {
+  for (int p = 0; p < d->world && flag == ndl_shm_ready; p++) {
     int op = 0;
     size_t bytes = 0;
     if (p != d->rank && !ndl_shm_same(m->shm, p, round, &op, &bytes))
@@ -415,7 +419,8 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, double t0, const char *wh
   return NDL_OK;
 }
 
-/* A sum on the shared window: rounds of at most its capacity, one synchronization each. */
+/* A sum on the shared window: rounds of at most its capacity, one synchronization each, two for
+ * large float sums (each rank adds only its slice). */
 static ndl_status shm_sum(ndl_dist *d, ndl_dist_op op, void *buf, int64_t count, double t0,
                           const char *what) {
   ndl_dist_mpi *m = d->mpi;
@@ -425,13 +430,23 @@ static ndl_status shm_sum(ndl_dist *d, ndl_dist_op op, void *buf, int64_t count,
     int64_t n = count - off < per ? count - off : per;
     char *at = (char *)buf + (size_t)off * esize;
     int64_t round = ++m->round;
-    ndl_shm_arrive(m->shm, round, (int)op, (size_t)n * esize);
+    size_t bytes = (size_t)n * esize;
+    int two_phase = op == NDL_DIST_SUM_F32 && bytes >= TWO_PHASE_MIN;
+    ndl_shm_arrive(m->shm, round, (int)op + 8 * two_phase, bytes);
     if (off == 0) ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT where=midway */
-    ndl_shm_publish(m->shm, round, at, (size_t)n * esize);
-    ndl_status st = shm_wait(d, round, t0, what, (int)op, (size_t)n * esize);
+    if (two_phase) ndl_shm_publish_others(m->shm, round, (const float *)at, (size_t)n);
+    else ndl_shm_publish(m->shm, round, at, bytes);
+    ndl_status st = shm_wait(d, round, ndl_shm_ready, t0, what, (int)op + 8 * two_phase, bytes);
     if (st != NDL_OK) return st;
-    if (op == NDL_DIST_SUM_F32) ndl_shm_sum_f32(m->shm, round, (float *)at, (size_t)n);
-    else ndl_shm_sum_f64(m->shm, round, (double *)at, (size_t)n);
+    if (two_phase) {
+      ndl_shm_reduce_own(m->shm, round, (float *)at, (size_t)n);
+      if ((st = shm_wait(d, round, ndl_shm_done, t0, what, 0, 0)) != NDL_OK) return st;
+      ndl_shm_gather_others(m->shm, round, (float *)at, (size_t)n);
+    } else if (op == NDL_DIST_SUM_F32) {
+      ndl_shm_sum_f32(m->shm, round, (float *)at, (size_t)n);
+    } else {
+      ndl_shm_sum_f64(m->shm, round, (double *)at, (size_t)n);
+    }
     off += n;
   } while (off < count);
   return NDL_OK;

@@ -15,6 +15,7 @@
 typedef struct slot_hdr {
   _Atomic int64_t arrive; /* last round this rank arrived at */
   _Atomic int64_t ready;  /* last round whose data this rank published */
+  _Atomic int64_t done;   /* two-phase rounds: last round whose summed slice this rank published */
   _Atomic int32_t op[2];  /* per parity: op code and size of the round published there */
   _Atomic uint64_t bytes[2];
 } slot_hdr;
@@ -70,6 +71,7 @@ ndl_status ndl_shm_new(ndl_shm **out, MPI_Comm comm, size_t cap_bytes) {
   slot_hdr *h = s->hdr[s->rank];
   atomic_store(&h->arrive, 0);
   atomic_store(&h->ready, 0);
+  atomic_store(&h->done, 0);
   MPI_Barrier(comm); /* every header is zero before anyone arrives */
   *out = s;
   return NDL_OK;
@@ -121,6 +123,10 @@ int ndl_shm_same(const ndl_shm *s, int p, int64_t round, int *op, size_t *bytes)
          *bytes == atomic_load_explicit(&mine->bytes[round & 1], memory_order_relaxed);
 }
 
+int64_t ndl_shm_done(const ndl_shm *s, int p) {
+  return atomic_load_explicit(&s->hdr[p]->done, memory_order_acquire);
+}
+
 /* Elementwise loops: no reassociation (ISO C, no fast-math), so every copy gives the same bits. */
 NDL_SIMD_CLONES static void add2_f32(float *restrict d, const float *restrict a, const float *restrict b,
                                      size_t n) {
@@ -147,4 +153,58 @@ void ndl_shm_sum_f64(const ndl_shm *s, int64_t round, double *dst, size_t n) {
   NDL_ASSERT(s->world >= 2 && n * sizeof(double) <= s->cap);
   add2_f64(dst, (const double *)buffer(s, 0, round), (const double *)buffer(s, 1, round), n);
   for (int p = 2; p < s->world; p++) acc_f64(dst, (const double *)buffer(s, p, round), n);
+}
+
+void ndl_shm_slice(const ndl_shm *s, size_t n, int q, size_t *lo, size_t *hi) {
+  size_t per = (n / (size_t)s->world + 15) / 16 * 16; /* whole cache lines, so no line is shared */
+  *lo = per * (size_t)q < n ? per * (size_t)q : n;
+  *hi = q == s->world - 1 || per * (size_t)(q + 1) > n ? n : per * (size_t)(q + 1);
+}
+
+void ndl_shm_publish_others(ndl_shm *s, int64_t round, const float *buf, size_t n) {
+  NDL_ASSERT(n * sizeof(float) <= s->cap);
+  size_t lo, hi;
+  ndl_shm_slice(s, n, s->rank, &lo, &hi);
+  float *mine = (float *)buffer(s, s->rank, round);
+  memcpy(mine, buf, lo * sizeof(float));
+  memcpy(mine + hi, buf + hi, (n - hi) * sizeof(float));
+  atomic_store_explicit(&s->hdr[s->rank]->ready, round, memory_order_release);
+}
+
+/* d[i] = ((x[0][i] + x[1][i]) + x[2][i]) + ...: element by element, so d may be one of the x (each
+ * d[i] is read before it is written). */
+NDL_SIMD_CLONES static void sum_rows_f32(float *d, const float *const *x, int k, size_t n) {
+  if (k == 2) {
+    for (size_t i = 0; i < n; i++) d[i] = x[0][i] + x[1][i];
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float acc = x[0][i];
+    for (int p = 1; p < k; p++) acc += x[p][i];
+    d[i] = acc;
+  }
+}
+
+void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n) {
+  enum { MAX_INLINE = 64 };
+  size_t lo, hi;
+  ndl_shm_slice(s, n, s->rank, &lo, &hi);
+  float *d = buf + lo;
+  const float *inline_x[MAX_INLINE] = {0};
+  const float **x = s->world <= MAX_INLINE ? inline_x : ndl_malloc((size_t)s->world * sizeof *x);
+  NDL_ASSERT(x);
+  for (int p = 0; p < s->world; p++) x[p] = p == s->rank ? d : (const float *)buffer(s, p, round) + lo;
+  sum_rows_f32(d, x, s->world, hi - lo);
+  if (x != inline_x) ndl_free((void *)x);
+  memcpy((float *)buffer(s, s->rank, round) + lo, d, (hi - lo) * sizeof(float));
+  atomic_store_explicit(&s->hdr[s->rank]->done, round, memory_order_release);
+}
+
+void ndl_shm_gather_others(const ndl_shm *s, int64_t round, float *buf, size_t n) {
+  for (int p = 0; p < s->world; p++) {
+    if (p == s->rank) continue;
+    size_t lo, hi;
+    ndl_shm_slice(s, n, p, &lo, &hi);
+    memcpy(buf + lo, (const float *)buffer(s, p, round) + lo, (hi - lo) * sizeof(float));
+  }
 }

@@ -3,8 +3,9 @@
  *                                 barrier, SyncBN adapter, startup check agreeing; exit 0 iff all pass
  *   dist_probe agree-mismatch     rank 1 has another --lr: every rank must get NDL_ERR_DIST naming it
  *   dist_probe abort              rank 0 calls ndl_dist_abort(d, 5) while the others wait in a barrier
- *   dist_probe fault [timeout_s]  a training-like loop of steps with one all-reduce each; NDL_FAULT set
- *                                 by the caller; a failed collective is logged and aborts with 5
+ *   dist_probe fault [timeout_s] [floats=16]  a training-like loop of steps with one all-reduce
+ *                                 each; NDL_FAULT set by the caller; a failed collective is logged and
+ *                                 aborts with 5
  *   dist_probe sum-mismatch       rank 0 sums 4 floats, the others 3: must fail naming it, exit 5
  *   dist_probe transport          rank 0 prints "transport mpi|mpi+shm world N" (ndl_dist_transport)
  * It leaves out timing: tests/run_fault.sh measures how fast the job ends. */
@@ -123,20 +124,22 @@ static int run_sum_mismatch(ndl_dist *d) {
   return 1;
 }
 
-static int run_fault(ndl_dist *d) {
-  float g[16];
+static int run_fault(ndl_dist *d, int64_t n) {
+  float *g = ndl_malloc((size_t)n * sizeof *g);
+  NDL_ASSERT(g);
   for (int64_t step = 0; step < 100000; step++) {
     ndl_dist_set_step(d, step);
-    for (int i = 0; i < 16; i++) g[i] = 1.0f;
-    must(d, ndl_dist_allreduce_sum(d, g, 16, "grad allreduce"));
+    for (int64_t i = 0; i < n; i++) g[i] = 1.0f;
+    must(d, ndl_dist_allreduce_sum(d, g, n, "grad allreduce"));
   }
   ndl_dist_log_all(d, "fault never happened");
+  ndl_free(g);
   return 1;
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: dist_probe collectives|agree-mismatch|abort|fault|sum-mismatch|transport [timeout_s]\n");
+    fprintf(stderr, "usage: dist_probe collectives|agree-mismatch|abort|fault|sum-mismatch|transport [timeout_s] [floats]\n");
     return 2;
   }
   double timeout = argc > 2 ? atof(argv[2]) : 30.0;
@@ -148,7 +151,7 @@ int main(int argc, char **argv) {
   int rc = 2;
   if (strcmp(argv[1], "collectives") == 0) rc = run_collectives(d);
   else if (strcmp(argv[1], "agree-mismatch") == 0) rc = run_agree_mismatch(d);
-  else if (strcmp(argv[1], "fault") == 0) rc = run_fault(d);
+  else if (strcmp(argv[1], "fault") == 0) rc = run_fault(d, argc > 3 ? atoll(argv[3]) : 16);
   else if (strcmp(argv[1], "sum-mismatch") == 0) rc = run_sum_mismatch(d);
   else if (strcmp(argv[1], "transport") == 0) {
     ndl_dist_log0(d, "transport %s world %d", ndl_dist_transport(d), ndl_dist_world(d));
