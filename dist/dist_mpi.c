@@ -28,7 +28,6 @@
 #define PROBE_S 1.0         /* how long a timed-out rank waits for the peers' answers */
 #define SHM_CAP (1 << 20)   /* bytes per shared-window round (the default model's gradients: 443,440) */
 #define POLL_FAST_S 2e-3    /* poll without sleeping this long, then sleep 20..200 us per poll */
-#define SPIN_S 50e-6        /* of it, busy-poll this long (a core per local rank), then yield */
 #define TOKEN_EVERY_S 1e-3  /* while waiting on the shared window, answer pings this often */
 #define TWO_PHASE_MIN (64 << 10) /* float sums from this many bytes: reduce-scatter + all-gather */
 
@@ -366,10 +365,8 @@ static inline void cpu_relax(void) {
 typedef int64_t (*shm_flag_fn)(const ndl_shm *s, int p);
 
 /* Wait until every peer's flag (ndl_shm_ready, or ndl_shm_done for a two-phase round's second
- * half) reached round; after ready, check the peers sum what this rank does (cur_op, cur_bytes).
- * Busy-poll for SPIN_S when each local rank has a core (m->spin; a SyncBN round trip is ~1 us),
- * then yield (another job's process may be what delays the peer: it gets this core) until
- * POLL_FAST_S, then sleep 20 growing to 200 us per poll; answer pings every
+ * half) reached round; after ready, check the peers sum what this rank does (cur_op, cur_bytes): busy-poll while each local rank has a core (m->spin) or
+ * yield, for POLL_FAST_S, then sleep 20 growing to 200 us per poll; answer pings every
  * TOKEN_EVERY_S; past the deadline t0 + deadline_s name the peers that did not arrive (or, when all
  * did, those that do not answer). Notes the moment every peer arrived for the profile. */
 static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double t0, const char *what,
@@ -377,7 +374,6 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double 
   ndl_dist_mpi *m = d->mpi;
   double last_drain = t0;
   long nap_ns = 20000;
-  int spinning = m->spin;
   for (unsigned polls = 0;; polls++) {
     int ready = 1, arrived = 1;
     for (int p = 0; p < d->world; p++) {
@@ -387,7 +383,7 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double 
     }
     if (arrived && d->profile && d->arrival_s == 0) d->arrival_s = now_s();
     if (ready) break;
-    if (spinning && (polls & 63) != 0) { /* the clock is read every 64 polls */
+    if (m->spin && (polls & 63) != 0) {
       cpu_relax();
       continue;
     }
@@ -401,9 +397,8 @@ static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double 
       for (int p = 0; p < d->world; p++) m->shm_seen[p] = ndl_shm_arrived(m->shm, p);
       return timeout_error(d, what, waited, m->shm_seen, round);
     }
-    spinning = spinning && waited < SPIN_S;
     if (waited < POLL_FAST_S) {
-      if (spinning) cpu_relax();
+      if (m->spin) cpu_relax();
       else sched_yield();
     } else {
       struct timespec ts = {0, nap_ns};
