@@ -66,7 +66,8 @@ ndl_status ndl_shm_new(ndl_shm **out, MPI_Comm comm, size_t cap_bytes) {
     ndl_free(s->hdr);
     ndl_free(s->data);
     ndl_free(s);
-    return ndl_errorf(NDL_ERR_DIST, "dist: no shared window (MPI error %d)", rc);
+    return ndl_errorf(NDL_ERR_DIST, "dist: MPI_Win_allocate_shared failed (MPI error %d); NDL_DIST_SHM=0 "
+                      "sums through Open MPI's collectives instead", rc);
   }
   slot_hdr *h = s->hdr[s->rank];
   atomic_store(&h->arrive, 0);
