@@ -223,23 +223,6 @@ ndl_status ndl_dist_allreduce_sum_f64(ndl_dist *d, double *buf, int64_t n, const
   return run(d, NDL_DIST_SUM_F64, buf, NULL, n, 0, what);
 }
 
-int ndl_dist_shard(const ndl_dist *d, int64_t n, int64_t *lo, int64_t *hi) {
-  NDL_ASSERT(d && lo && hi && n >= 0);
-  return d->world > 1 && !d->broken && ndl_dist_mpi_shard(d, n, lo, hi);
-}
-
-ndl_status ndl_dist_reduce_scatter_sum(ndl_dist *d, float *buf, int64_t n, const char *what) {
-  int64_t lo, hi;
-  NDL_ASSERT(d && what && buf && d->world > 1 && ndl_dist_mpi_shard(d, n, &lo, &hi));
-  return run(d, NDL_DIST_REDUCE_SCATTER_F32, buf, NULL, n, 0, what);
-}
-
-ndl_status ndl_dist_allgather_slices(ndl_dist *d, float *buf, int64_t n, const char *what) {
-  int64_t lo, hi;
-  NDL_ASSERT(d && what && buf && d->world > 1 && ndl_dist_mpi_shard(d, n, &lo, &hi));
-  return run(d, NDL_DIST_GATHER_SLICES_F32, buf, NULL, n, 0, what);
-}
-
 ndl_status ndl_dist_broadcast(ndl_dist *d, void *buf, int64_t bytes, int root, const char *what) {
   NDL_ASSERT(d && what && bytes >= 0 && (buf || bytes == 0));
   if (root < 0 || root >= d->world)

@@ -60,15 +60,6 @@ void ndl_dist_fault_point(ndl_dist *d, const char *key, const char *label, int64
  * messages ("grad allreduce"). All ranks must pass the same n. */
 ndl_status ndl_dist_allreduce_sum(ndl_dist *d, float *buf, int64_t n, const char *what);
 ndl_status ndl_dist_allreduce_sum_f64(ndl_dist *d, double *buf, int64_t n, const char *what);
-/* Sharded steps (every rank on this node, sums through the shared window, n floats between 64 KB
- * and the window's 1 MB): 1 with this rank's slice [lo, hi) of an n-float buffer (equal on every
- * call with this n); else 0, and the two calls below must not be used. */
-int ndl_dist_shard(const ndl_dist *d, int64_t n, int64_t *lo, int64_t *hi);
-/* buf[lo, hi) = the sum over ranks of that slice, in rank order (the bits ndl_dist_allreduce_sum
- * gives there); the rest of buf keeps this rank's values. */
-ndl_status ndl_dist_reduce_scatter_sum(ndl_dist *d, float *buf, int64_t n, const char *what);
-/* Every rank's slice of buf to every rank: buf[lo_r, hi_r) = rank r's, for every rank r. */
-ndl_status ndl_dist_allgather_slices(ndl_dist *d, float *buf, int64_t n, const char *what);
 /* Copy root's bytes of buf into buf on every rank. */
 ndl_status ndl_dist_broadcast(ndl_dist *d, void *buf, int64_t bytes, int root, const char *what);
 /* all[r*bytes .. (r+1)*bytes) = rank r's mine; all holds world*bytes; mine may be all + rank*bytes. */

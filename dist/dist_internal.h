@@ -13,8 +13,6 @@ typedef enum ndl_dist_op {
   NDL_DIST_BCAST,
   NDL_DIST_ALLGATHER,
   NDL_DIST_BARRIER,
-  NDL_DIST_REDUCE_SCATTER_F32, /* shared window only (ndl_dist_mpi_shard) */
-  NDL_DIST_GATHER_SLICES_F32,  /* shared window only */
 } ndl_dist_op;
 
 typedef enum ndl_fault_action {
@@ -58,8 +56,6 @@ ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world);
  * bytes otherwise; src is the allgather input (NULL: in place at buf + rank*count). */
 ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const void *src,
                                    int64_t count, int root, const char *what);
-/* ndl_dist_shard for world > 1. */
-int ndl_dist_mpi_shard(const ndl_dist *d, int64_t n, int64_t *lo, int64_t *hi);
 /* MPI_Abort(MPI_COMM_WORLD, code) when MPI is up; returns only when it could not abort. */
 void ndl_dist_mpi_abort(ndl_dist *d, int code);
 void ndl_dist_mpi_free(ndl_dist *d);

@@ -352,9 +352,6 @@ static ndl_status start_op(ndl_dist *d, ndl_dist_op op, char *buf, const char *s
     case NDL_DIST_BARRIER:
       NDL_MPI_CHECK(d, MPI_Ibarrier(c, req));
       return NDL_OK;
-    case NDL_DIST_REDUCE_SCATTER_F32:
-    case NDL_DIST_GATHER_SLICES_F32:
-      break; /* shm_sharded */
   }
   NDL_ABORT("dist: unknown collective %d", (int)op);
 }
@@ -442,7 +439,7 @@ static ndl_status shm_sum(ndl_dist *d, ndl_dist_op op, void *buf, int64_t count,
     ndl_status st = shm_wait(d, round, ndl_shm_ready, t0, what, (int)op + 8 * two_phase, bytes);
     if (st != NDL_OK) return st;
     if (two_phase) {
-      ndl_shm_reduce_own(m->shm, round, (float *)at, (size_t)n, 1);
+      ndl_shm_reduce_own(m->shm, round, (float *)at, (size_t)n);
       if ((st = shm_wait(d, round, ndl_shm_done, t0, what, 0, 0)) != NDL_OK) return st;
       ndl_shm_gather_others(m->shm, round, (float *)at, (size_t)n);
     } else if (op == NDL_DIST_SUM_F32) {
@@ -455,42 +452,11 @@ static ndl_status shm_sum(ndl_dist *d, ndl_dist_op op, void *buf, int64_t count,
   return NDL_OK;
 }
 
-int ndl_dist_mpi_shard(const ndl_dist *d, int64_t n, int64_t *lo, int64_t *hi) {
-  ndl_shm *s = d->mpi ? d->mpi->shm : NULL;
-  if (!s || n * (int64_t)sizeof(float) < TWO_PHASE_MIN || (size_t)n * sizeof(float) > ndl_shm_capacity(s))
-    return 0;
-  size_t l, h;
-  ndl_shm_slice(s, (size_t)n, d->rank, &l, &h);
-  *lo = (int64_t)l;
-  *hi = (int64_t)h;
-  return 1;
-}
-
-/* The halves of a sharded step on the shared window, one round each: a reduce-scatter (publish the
- * peers' slices, sum this rank's) or an all-gather of slices (publish this rank's, copy the peers'). */
-static ndl_status shm_sharded(ndl_dist *d, ndl_dist_op op, float *buf, int64_t n, double t0,
-                              const char *what) {
-  ndl_dist_mpi *m = d->mpi;
-  int64_t round = ++m->round;
-  size_t bytes = (size_t)n * sizeof(float);
-  ndl_shm_arrive(m->shm, round, (int)op, bytes);
-  ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT where=midway */
-  if (op == NDL_DIST_REDUCE_SCATTER_F32) ndl_shm_publish_others(m->shm, round, buf, (size_t)n);
-  else ndl_shm_publish_own(m->shm, round, buf, (size_t)n);
-  ndl_status st = shm_wait(d, round, ndl_shm_ready, t0, what, (int)op, bytes);
-  if (st != NDL_OK) return st;
-  if (op == NDL_DIST_REDUCE_SCATTER_F32) ndl_shm_reduce_own(m->shm, round, buf, (size_t)n, 0);
-  else ndl_shm_gather_others(m->shm, round, buf, (size_t)n);
-  return NDL_OK;
-}
-
 ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const void *src,
                                    int64_t count, int root, const char *what) {
   double t0 = now_s();
   if (d->mpi->shm && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64))
     return shm_sum(d, op, buf, count, t0, what);
-  if (op == NDL_DIST_REDUCE_SCATTER_F32 || op == NDL_DIST_GATHER_SLICES_F32)
-    return shm_sharded(d, op, (float *)buf, count, t0, what);
   ndl_status st = send_tokens(d, t0, what);
   if (st != NDL_OK) return st;
   ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT=...,where=midway */

@@ -21,11 +21,6 @@ ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const
   NDL_ABORT("dist: %s: collective with world > 1 in a build without MPI", what);
 }
 
-int ndl_dist_mpi_shard(const ndl_dist *d, int64_t n, int64_t *lo, int64_t *hi) {
-  (void)d, (void)n, (void)lo, (void)hi;
-  return 0;
-}
-
 void ndl_dist_mpi_abort(ndl_dist *d, int code) { (void)d, (void)code; }
 
 void ndl_dist_mpi_free(ndl_dist *d) { (void)d; }

@@ -186,7 +186,7 @@ NDL_SIMD_CLONES static void sum_rows_f32(float *d, const float *const *x, int k,
   }
 }
 
-void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n, int publish) {
+void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n) {
   enum { MAX_INLINE = 64 };
   size_t lo, hi;
   ndl_shm_slice(s, n, s->rank, &lo, &hi);
@@ -197,17 +197,8 @@ void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n, int pub
   for (int p = 0; p < s->world; p++) x[p] = p == s->rank ? d : (const float *)buffer(s, p, round) + lo;
   sum_rows_f32(d, x, s->world, hi - lo);
   if (x != inline_x) ndl_free((void *)x);
-  if (!publish) return;
   memcpy((float *)buffer(s, s->rank, round) + lo, d, (hi - lo) * sizeof(float));
   atomic_store_explicit(&s->hdr[s->rank]->done, round, memory_order_release);
-}
-
-void ndl_shm_publish_own(ndl_shm *s, int64_t round, const float *buf, size_t n) {
-  NDL_ASSERT(n * sizeof(float) <= s->cap);
-  size_t lo, hi;
-  ndl_shm_slice(s, n, s->rank, &lo, &hi);
-  memcpy((float *)buffer(s, s->rank, round) + lo, buf + lo, (hi - lo) * sizeof(float));
-  atomic_store_explicit(&s->hdr[s->rank]->ready, round, memory_order_release);
 }
 
 void ndl_shm_gather_others(const ndl_shm *s, int64_t round, float *buf, size_t n) {

@@ -44,15 +44,11 @@ void ndl_shm_sum_f64(const ndl_shm *s, int64_t round, double *dst, size_t n);
  * slice, so every byte moves about once). Slice q of n floats is [lo, hi) = ndl_shm_slice(s, n, q).
  *   ndl_shm_publish_others  copy every slice but this rank's own into its buffer, publish ready;
  *   ndl_shm_reduce_own      (every peer ready) buf's own slice = the rank-ordered sum, taking this
- *                           rank's values from buf itself; with publish, copy it into the buffer and
- *                           publish done (without: a reduce-scatter, the round ends here);
- *   ndl_shm_publish_own     copy this rank's slice of buf into its buffer, publish ready (an
- *                           all-gather of slices: every peer then runs ndl_shm_gather_others);
+ *                           rank's values from buf itself; copy it into the buffer, publish done;
  *   ndl_shm_gather_others   (every peer done) copy every peer's summed slice into buf. */
 void ndl_shm_slice(const ndl_shm *s, size_t n, int q, size_t *lo, size_t *hi);
 void ndl_shm_publish_others(ndl_shm *s, int64_t round, const float *buf, size_t n);
-void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n, int publish);
-void ndl_shm_publish_own(ndl_shm *s, int64_t round, const float *buf, size_t n);
+void ndl_shm_reduce_own(ndl_shm *s, int64_t round, float *buf, size_t n);
 void ndl_shm_gather_others(const ndl_shm *s, int64_t round, float *buf, size_t n);
 /* The last round peer p published its summed slice for. */
 int64_t ndl_shm_done(const ndl_shm *s, int p);

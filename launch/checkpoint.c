@@ -64,21 +64,7 @@ static void add_blob(ndl_st_entry *e, const char *name, ndl_st_dtype dt, const v
 
 static ndl_status write_checkpoint(ndl_trainer *t);
 
-/* After sharded steps (trainer.c: every rank updates its slice) each rank's optimizer state is
- * current in its slice only: gather every block (Adam: m, then v) before rank 0 writes it. */
-static ndl_status gather_optim_state(ndl_trainer *t) {
-  int64_t n = t->env.params.numel, lo, hi, state_n = 0;
-  float *state = ndl_optim_state(t->opt, &state_n);
-  if (t->world == 1 || !ndl_dist_shard(t->dist, n, &lo, &hi)) return NDL_OK;
-  ndl_status st = NDL_OK;
-  for (int64_t off = 0; off < state_n && st == NDL_OK; off += n)
-    st = ndl_dist_allgather_slices(t->dist, state + off, n, "optimizer state allgather");
-  return st;
-}
-
 ndl_status ndl_trainer_checkpoint(ndl_trainer *t) {
-  ndl_status gs = gather_optim_state(t); /* a collective of the step, before the write phase */
-  if (gs != NDL_OK) return gs;
   /* rank 0's write and fsync may take IO_FACTOR x --timeout (its step watchdog's limit); the others
    * wait for the outcome 5 s longer, so a stuck write is reported by rank 0 as a stall there */
   ndl_watchdog_phase(t->wd, NDL_PHASE_CKPT_WRITE, t->step, t->epoch + (t->in_epoch ? 1 : 0));

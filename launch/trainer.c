@@ -186,13 +186,9 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   float metrics[2] = {ndl_tensor_ptr(loss)[0], (float)count_errors(logits, b->labels)};
   ndl_status st;
   ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
-  /* on one node each rank sums and updates only its slice, then the parameters are exchanged */
-  int64_t lo = 0, hi = t->env.params.numel;
-  int shard = t->world > 1 && ndl_dist_shard(t->dist, hi, &lo, &hi);
   if (t->world > 1) {
     double t0 = now_s();
-    st = shard ? ndl_dist_reduce_scatter_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce")
-               : ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
+    st = ndl_dist_allreduce_sum(t->dist, t->env.params.grad, t->env.params.numel, "grad allreduce");
     t->cur.allreduce_seconds += now_s() - t0;
     if (st != NDL_OK || (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK)
       return st;
@@ -203,14 +199,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
                       isnan(lv) ? "NaN" : "Inf", (long long)t->step + 1, (long long)t->epoch + 1,
                       (long long)b->index + 1);
   ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
-  ndl_optim_step_slice(t->opt, lo, hi);
-  if (shard) {
-    ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
-    double t0 = now_s();
-    st = ndl_dist_allgather_slices(t->dist, t->env.params.data, t->env.params.numel, "parameter allgather");
-    t->cur.allreduce_seconds += now_s() - t0;
-    if (st != NDL_OK) return st;
-  }
+  ndl_optim_step(t->opt);
   ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* bookkeeping below: "rest" */
   t->step++;
   t->cur.loss_sum += (double)lv * (double)b->global_count;

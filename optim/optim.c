@@ -171,24 +171,18 @@ ndl_optim *ndl_optim_rmsprop_new(ndl_params *params, double lr, double decay, do
 /* ---- base operations ---- */
 
 void ndl_optim_step(ndl_optim *o) {
-  NDL_ASSERT(o && o->params);
-  ndl_optim_step_slice(o, 0, o->params->numel);
-}
-
-void ndl_optim_step_slice(ndl_optim *o, int64_t lo, int64_t hi) {
   NDL_ASSERT(o && o->params && o->params->grad);
   /* the store must not grow after the optimizer sized its state */
   NDL_ASSERT(o->state_numel == o->vt->state_per_param * o->params->numel);
-  NDL_ASSERT(0 <= lo && lo <= hi && hi <= o->params->numel);
   const ndl_backend *be = ndl_backend_for(o->params->device);
   NDL_ASSERT(be && be->optim_update);
   o->t++;
   ndl_optim_update u;
   memset(&u, 0, sizeof u);
-  u.theta = o->params->data + lo;
-  u.grad = o->params->grad + lo;
-  u.state = o->state ? o->state + lo : NULL; /* a second block (Adam's v) is state_stride further */
-  u.n = hi - lo;
+  u.theta = o->params->data;
+  u.grad = o->params->grad;
+  u.state = o->state;
+  u.n = o->params->numel;
   u.lr = (float)o->lr;
   u.wd = (float)o->weight_decay;
   o->vt->prepare(o, &u);

@@ -74,10 +74,6 @@ ndl_optim *ndl_optim_rmsprop_new(ndl_params *params, double lr, double decay, do
 
 /* One update from the current gradients; t += 1. Aborts if params->numel changed. */
 void ndl_optim_step(ndl_optim *o);
-/* The same step for the elements [lo, hi) of the flat buffers only (their parameters and state);
- * t += 1. Per element exactly what ndl_optim_step computes: ranks that each update their slice
- * (dist.h ndl_dist_shard) and exchange them get the full step bit for bit. */
-void ndl_optim_step_slice(ndl_optim *o, int64_t lo, int64_t hi);
 /* Zero the flat gradient buffer (ndl_params_zero_grad). */
 void ndl_optim_zero_grad(ndl_optim *o);
 /* Free the optimizer and its state; NULL is a no-op. The params store is not touched. */

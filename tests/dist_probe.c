@@ -1,7 +1,6 @@
 /* dist_probe.c: the multi-process test program run by ctest through mpirun (label mpi).
  *   dist_probe collectives        all-reduce (float/double, n = 1 and 1e6), broadcast, all-gather,
- *                                 barrier, SyncBN adapter, startup check agreeing, a sharded step's
- *                                 reduce-scatter and all-gather (one node); exit 0 iff all pass
+ *                                 barrier, SyncBN adapter, startup check agreeing; exit 0 iff all pass
  *   dist_probe agree-mismatch     rank 1 has another --lr: every rank must get NDL_ERR_DIST naming it
  *   dist_probe abort              rank 0 calls ndl_dist_abort(d, 5) while the others wait in a barrier
  *   dist_probe fault [timeout_s] [floats=16]  a training-like loop of steps with one all-reduce
@@ -91,38 +90,10 @@ static void test_others(ndl_dist *d) {
         ndl_dist_local_rank(d), ndl_dist_local_size(d));
 }
 
-/* A sharded step's two halves (on one node): the reduce-scatter's slice has the all-reduce's bits,
- * the rest of the buffer keeps this rank's values, and the all-gather of slices hands every rank
- * the others' slices. Values with rounding, so a different summation order would show. */
-static void test_sharded(ndl_dist *d) {
-  int64_t n = 110860, lo = 0, hi = 0;
-  if (!ndl_dist_shard(d, n, &lo, &hi)) {
-    CHECK(d, strcmp(ndl_dist_transport(d), "mpi+shm") != 0, "one node but no sharded steps");
-    return;
-  }
-  int r = ndl_dist_rank(d);
-  float *a = ndl_malloc((size_t)n * sizeof *a), *b = ndl_malloc((size_t)n * sizeof *b);
-  NDL_ASSERT(a && b);
-  for (int64_t i = 0; i < n; i++) a[i] = b[i] = 1.0f / (float)(3 + i % 7 + r);
-  must(d, ndl_dist_allreduce_sum(d, a, n, "full sum"));
-  must(d, ndl_dist_reduce_scatter_sum(d, b, n, "reduce-scatter"));
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; i++)
-    bad += i >= lo && i < hi ? memcmp(&a[i], &b[i], 4) != 0 : b[i] != 1.0f / (float)(3 + i % 7 + r);
-  CHECK(d, bad == 0, "reduce-scatter slice [%lld, %lld): %lld elements differ", (long long)lo, (long long)hi,
-        (long long)bad);
-  for (int64_t i = 0; i < n; i++) b[i] = i >= lo && i < hi ? a[i] : -1.0f;
-  must(d, ndl_dist_allgather_slices(d, b, n, "gather slices"));
-  CHECK(d, memcmp(a, b, (size_t)n * sizeof *a) == 0, "all-gathered slices differ from the all-reduce");
-  ndl_free(a);
-  ndl_free(b);
-}
-
 static int run_collectives(ndl_dist *d) {
   test_sums(d, 1);
   test_sums(d, 1000000);
   test_others(d);
-  test_sharded(d);
   float total = (float)failures; /* every rank learns whether any rank failed */
   must(d, ndl_dist_allreduce_sum(d, &total, 1, "failure count"));
   if (total == 0) ndl_dist_log0(d, "PASS collectives world=%d", ndl_dist_world(d));
