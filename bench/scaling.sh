@@ -17,7 +17,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 field() { grep -o "\"$1\":[0-9.e+-]*" "$2" | cut -d: -f2; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) (other jobs on these cores make the 2-rank figure unfair)"
 "$build/launch/ndl-train" --data "$data" --epochs "$epochs" --threads 1 --quiet --log "$out/one.jsonl" >"$out/one.txt"
 mpirun -np "$np" --oversubscribe --bind-to core "$build/launch/ndl-train" --data "$data" --epochs "$epochs" \
   --threads 1 --quiet --log "$out/many.jsonl" >"$out/many.txt"
@@ -32,3 +33,4 @@ printf "speed-up: %.2fx (target >= 1.6x for 2 ranks on 2 cores)\n" "$(awk "BEGIN
 printf "gradient all-reduce: %.1f us/step, %d bytes/step (%d steps/epoch)\n" \
   "$(awk "BEGIN {print $ar / $steps * 1e6}")" "$bytes" "$steps"
 echo "final lines:"; tail -1 "$out/one.txt" | sed 's/^/  1 rank:  /'; tail -1 "$out/many.txt" | sed "s/^/  $np ranks: /"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -37,6 +37,10 @@ int ndl_dist_rank(const ndl_dist *d);
 int ndl_dist_world(const ndl_dist *d);
 int ndl_dist_local_rank(const ndl_dist *d); /* rank among the processes of this node */
 int ndl_dist_local_size(const ndl_dist *d); /* processes of the job on this node */
+/* How sums travel: "none" (world 1), "mpi" (Open MPI's collectives), or "mpi+shm" (every rank on
+ * this node: an MPI-3 shared window, dist_shm.h; NDL_DIST_SHM=0 or --mca btl without vader/sm turn
+ * it off). Static string. */
+const char *ndl_dist_transport(const ndl_dist *d);
 /* Current optimizer step, used in messages and by fault injection. */
 void ndl_dist_set_step(ndl_dist *d, int64_t step);
 /* The next collective's deadline is seconds (> 0) instead of the timeout; once. */

@@ -36,6 +36,7 @@ struct ndl_dist {
   int64_t step;
   int64_t seq;    /* number of the current collective, 1-based, equal on all ranks */
   int broken;     /* a collective failed: later ones fail at once, free skips MPI_Finalize */
+  int shm_sums;   /* sums go through the node's shared window (dist_shm.h), not MPI */
   int fault_rank; /* NDL_FAULT: rank, step and action (NDL_FAULT_NONE when unset) */
   int64_t fault_step;
   ndl_fault_action fault_action;

@@ -18,6 +18,7 @@
 
 #include "core/alloc.h"
 #include "dist/dist_internal.h"
+#include "dist/dist_shm.h"
 
 #define TOKEN_TAG 7001
 #define SEND_RING 8 /* outstanding token sends per peer */
@@ -25,6 +26,10 @@
 #define TOKEN_PING (-1)     /* control tokens: never counted as arrivals */
 #define TOKEN_PONG (-2)
 #define PROBE_S 1.0         /* how long a timed-out rank waits for the peers' answers */
+#define SHM_CAP (1 << 20)   /* bytes per shared-window round (the default model's gradients: 443,440) */
+#define POLL_FAST_S 2e-3    /* poll without sleeping this long, then sleep 20..200 us per poll */
+#define TOKEN_EVERY_S 1e-3  /* while waiting on the shared window, answer pings this often */
+#define TWO_PHASE_MIN (64 << 10) /* float sums from this many bytes: reduce-scatter + all-gather */
 
 struct ndl_dist_mpi {
   MPI_Comm coll;           /* collectives */
@@ -38,6 +43,10 @@ struct ndl_dist_mpi {
   int64_t *ctl_out;        /* [2 * world]: ping then pong send buffer of each peer */
   MPI_Request *ctl_req;    /* [2 * world] */
   char *answered;          /* [world]: a pong came back since the last probe */
+  int64_t *shm_seen;       /* [world]: each peer's shared-window arrival, for messages */
+  ndl_shm *shm;            /* node-local sums (every rank on this node), or NULL: MPI collectives */
+  int64_t round;           /* shared-window rounds so far (equal on all ranks) */
+  int spin;                /* a core per local rank: busy-poll instead of yielding */
 };
 
 static ndl_status mpi_fail(ndl_dist *d, int rc, const char *stmt, const char *file, int line) {
@@ -98,8 +107,9 @@ static ndl_status alloc_tokens(ndl_dist *d) {
   m->ctl_out = ndl_calloc(2 * w, sizeof *m->ctl_out);
   m->ctl_req = ndl_calloc(2 * w, sizeof *m->ctl_req);
   m->answered = ndl_calloc(w, 1);
+  m->shm_seen = ndl_calloc(w, sizeof *m->shm_seen);
   if (!m->arrived || !m->tok_in || !m->rreq || !m->tok_out || !m->sreq || !m->ctl_out ||
-      !m->ctl_req || !m->answered)
+      !m->ctl_req || !m->answered || !m->shm_seen)
     return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory for %d ranks", d->world);
   for (size_t i = 0; i < w; i++) m->rreq[i] = MPI_REQUEST_NULL;
   for (size_t i = 0; i < w * SEND_RING; i++) m->sreq[i] = MPI_REQUEST_NULL;
@@ -139,6 +149,31 @@ static ndl_status init_comms(ndl_dist *d) {
   return NDL_OK;
 }
 
+/* Shared-window sums when every rank is on this node, unless NDL_DIST_SHM=0 or the user limited Open
+ * MPI's byte transports to ones without shared memory (--mca btl tcp,self: the multi-node path tried
+ * on one machine), which they then keep testing. */
+static int shm_wanted(const ndl_dist *d) {
+  if (d->local_size != d->world) return 0;
+  const char *e = getenv("NDL_DIST_SHM");
+  if (e && strcmp(e, "0") == 0) return 0;
+  const char *btl = getenv("OMPI_MCA_btl");
+  if (!btl || !*btl) return 1;
+  int named = strstr(btl, "vader") || strstr(btl, "sm");
+  return btl[0] == '^' ? !named : named;
+}
+
+static ndl_status init_shm(ndl_dist *d) {
+  ndl_dist_mpi *m = d->mpi;
+  int want = shm_wanted(d), all = 0;
+  NDL_MPI_CHECK(d, MPI_Allreduce(&want, &all, 1, MPI_INT, MPI_MIN, m->coll));
+  if (!all) return NDL_OK;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  m->spin = cpus >= d->local_size;
+  ndl_status st = ndl_shm_new(&m->shm, m->coll, SHM_CAP);
+  d->shm_sums = st == NDL_OK;
+  return st;
+}
+
 ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world) {
   ndl_dist_mpi *m = ndl_calloc(1, sizeof *m);
   if (!m) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
@@ -150,6 +185,7 @@ ndl_status ndl_dist_mpi_init(ndl_dist *d, int env_world) {
                     env_world, d->world);
   if (st == NDL_OK) st = local_ranks(d);
   if (st == NDL_OK) st = alloc_tokens(d);
+  if (st == NDL_OK) st = init_shm(d);
   if (st != NDL_OK) d->broken = 1; /* free below skips MPI_Finalize: a peer may be missing */
   if (st != NDL_OK) ndl_dist_mpi_free(d);
   return st;
@@ -183,12 +219,13 @@ static ndl_status drain_tokens(ndl_dist *d) {
         if (st != NDL_OK) return st;
         continue;
       }
-      m->arrived[p]++;
-      if (m->tok_in[p] != m->arrived[p])
+      /* tokens carry the collective's number; shared-window sums send none, so numbers may skip */
+      if (m->tok_in[p] <= m->arrived[p])
         return ndl_errorf(NDL_ERR_DIST,
-                          "rank %d is out of step: its collective #%lld arrived as #%lld here "
+                          "rank %d is out of step: its collective #%lld arrived after #%lld "
                           "(ranks called different collectives)",
                           p, (long long)m->tok_in[p], (long long)m->arrived[p]);
+      m->arrived[p] = m->tok_in[p];
       ndl_status st = post_token_recv(d, p);
       if (st != NDL_OK) return st;
     }
@@ -218,11 +255,14 @@ static void silent_peers(ndl_dist *d, char *ranks, size_t cap) {
       len += (size_t)snprintf(ranks + len, cap - len, "%s%d", len ? "," : "", p);
 }
 
-static ndl_status timeout_error(ndl_dist *d, const char *what, double waited) {
+/* The deadline passed: name the peers whose arrival (seen[p]) is below need, or, when all arrived,
+ * those that do not answer a ping. */
+static ndl_status timeout_error(ndl_dist *d, const char *what, double waited, const int64_t *seen,
+                                int64_t need) {
   char ranks[256] = "";
   size_t len = 0;
   for (int p = 0; p < d->world && len + 16 < sizeof ranks; p++) {
-    if (p == d->rank || d->mpi->arrived[p] >= d->seq) continue;
+    if (p == d->rank || seen[p] >= need) continue;
     len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%d", len ? "," : "", p);
   }
   if (len == 0) {
@@ -265,7 +305,7 @@ static ndl_status wait_req(ndl_dist *d, MPI_Request *req, double t0, const char 
     note_arrival(d);
     if (flag) return NDL_OK;
     double waited = now_s() - t0;
-    if (waited >= d->deadline_s) return timeout_error(d, what, waited);
+    if (waited >= d->deadline_s) return timeout_error(d, what, waited, d->mpi->arrived, d->seq);
     if (waited < 2e-3) {
       if (polls >= 32) sched_yield();
     } else {
@@ -316,9 +356,109 @@ static ndl_status start_op(ndl_dist *d, ndl_dist_op op, char *buf, const char *s
   NDL_ABORT("dist: unknown collective %d", (int)op);
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+typedef int64_t (*shm_flag_fn)(const ndl_shm *s, int p);
+
+/* Wait until every peer's flag (ndl_shm_ready, or ndl_shm_done for a two-phase round's second
+ * half) reached round; after ready, check the peers sum what this rank does (cur_op, cur_bytes).
+ * Busy-poll while each local rank has a core (m->spin; yielding lets other jobs' processes onto the
+ * core, measured 25-30 us slower per gradient sum under niced builds), else yield, for POLL_FAST_S,
+ * then sleep 20 growing to 200 us per poll; answer pings every TOKEN_EVERY_S; past the deadline
+ * t0 + deadline_s name the peers that did not arrive (or, when all did, those that do not answer).
+ * Notes the moment every peer arrived for the profile. */
+static ndl_status shm_wait(ndl_dist *d, int64_t round, shm_flag_fn flag, double t0, const char *what,
+                           int cur_op, size_t cur_bytes) {
+  ndl_dist_mpi *m = d->mpi;
+  double last_drain = t0;
+  long nap_ns = 20000;
+  for (unsigned polls = 0;; polls++) {
+    int ready = 1, arrived = 1;
+    for (int p = 0; p < d->world; p++) {
+      if (p == d->rank) continue;
+      if (flag(m->shm, p) < round) ready = 0;
+      if (ndl_shm_arrived(m->shm, p) < round) arrived = 0;
+    }
+    if (arrived && d->profile && d->arrival_s == 0) d->arrival_s = now_s();
+    if (ready) break;
+    if (m->spin && (polls & 63) != 0) {
+      cpu_relax();
+      continue;
+    }
+    double t = now_s(), waited = t - t0;
+    if (t - last_drain >= TOKEN_EVERY_S) {
+      last_drain = t;
+      ndl_status st = drain_tokens(d);
+      if (st != NDL_OK) return st;
+    }
+    if (waited >= d->deadline_s) {
+      for (int p = 0; p < d->world; p++) m->shm_seen[p] = ndl_shm_arrived(m->shm, p);
+      return timeout_error(d, what, waited, m->shm_seen, round);
+    }
+    if (waited < POLL_FAST_S) {
+      if (m->spin) cpu_relax();
+      else sched_yield();
+    } else {
+      struct timespec ts = {0, nap_ns};
+      nanosleep(&ts, NULL);
+      if (nap_ns < 200000) nap_ns += nap_ns / 2;
+    }
+  }
+  for (int p = 0; p < d->world && flag == ndl_shm_ready; p++) {
+    int op = 0;
+    size_t bytes = 0;
+    if (p != d->rank && !ndl_shm_same(m->shm, p, round, &op, &bytes))
+      return ndl_errorf(NDL_ERR_DIST,
+                        "rank %d is out of step in %s (collective #%lld) at step %lld: it sums %zu "
+                        "bytes (kind %d) where this rank sums %zu (kind %d): ranks called different "
+                        "collectives", p, what, (long long)d->seq, (long long)d->step, bytes, op,
+                        cur_bytes, cur_op);
+  }
+  return NDL_OK;
+}
+
+/* A sum on the shared window: rounds of at most its capacity, one synchronization each, two for
+ * large float sums (each rank adds only its slice). */
+static ndl_status shm_sum(ndl_dist *d, ndl_dist_op op, void *buf, int64_t count, double t0,
+                          const char *what) {
+  ndl_dist_mpi *m = d->mpi;
+  size_t esize = op == NDL_DIST_SUM_F32 ? sizeof(float) : sizeof(double);
+  int64_t per = (int64_t)(ndl_shm_capacity(m->shm) / esize), off = 0;
+  do {
+    int64_t n = count - off < per ? count - off : per;
+    char *at = (char *)buf + (size_t)off * esize;
+    int64_t round = ++m->round;
+    size_t bytes = (size_t)n * esize;
+    int two_phase = op == NDL_DIST_SUM_F32 && bytes >= TWO_PHASE_MIN;
+    ndl_shm_arrive(m->shm, round, (int)op + 8 * two_phase, bytes);
+    if (off == 0) ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT where=midway */
+    if (two_phase) ndl_shm_publish_others(m->shm, round, (const float *)at, (size_t)n);
+    else ndl_shm_publish(m->shm, round, at, bytes);
+    ndl_status st = shm_wait(d, round, ndl_shm_ready, t0, what, (int)op + 8 * two_phase, bytes);
+    if (st != NDL_OK) return st;
+    if (two_phase) {
+      ndl_shm_reduce_own(m->shm, round, (float *)at, (size_t)n);
+      if ((st = shm_wait(d, round, ndl_shm_done, t0, what, 0, 0)) != NDL_OK) return st;
+      ndl_shm_gather_others(m->shm, round, (float *)at, (size_t)n);
+    } else if (op == NDL_DIST_SUM_F32) {
+      ndl_shm_sum_f32(m->shm, round, (float *)at, (size_t)n);
+    } else {
+      ndl_shm_sum_f64(m->shm, round, (double *)at, (size_t)n);
+    }
+    off += n;
+  } while (off < count);
+  return NDL_OK;
+}
+
 ndl_status ndl_dist_mpi_collective(ndl_dist *d, ndl_dist_op op, void *buf, const void *src,
                                    int64_t count, int root, const char *what) {
   double t0 = now_s();
+  if (d->mpi->shm && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64))
+    return shm_sum(d, op, buf, count, t0, what);
   ndl_status st = send_tokens(d, t0, what);
   if (st != NDL_OK) return st;
   ndl_dist_fault_point(d, NDL_FAULT_MIDWAY, what, d->step); /* NDL_FAULT=...,where=midway */
@@ -369,6 +509,7 @@ void ndl_dist_mpi_free(ndl_dist *d) {
       for (int p = 0; p < d->world; p++) cancel_recv(&m->rreq[p]);
     if (m->sreq) MPI_Waitall(d->world * SEND_RING, m->sreq, MPI_STATUSES_IGNORE);
     if (m->ctl_req) MPI_Waitall(d->world * 2, m->ctl_req, MPI_STATUSES_IGNORE); /* pongs */
+    ndl_shm_free(m->shm, 0);
     if (m->tok != MPI_COMM_NULL) MPI_Comm_free(&m->tok);
     if (m->coll != MPI_COMM_NULL) MPI_Comm_free(&m->coll);
     if (m->owns_mpi) MPI_Finalize();
@@ -381,6 +522,8 @@ void ndl_dist_mpi_free(ndl_dist *d) {
   ndl_free(m->ctl_out);
   ndl_free(m->ctl_req);
   ndl_free(m->answered);
+  ndl_free(m->shm_seen);
+  if (d->broken) ndl_shm_free(m->shm, 1);
   ndl_free(m);
   d->mpi = NULL;
 }

@@ -3,8 +3,11 @@
  *                                 barrier, SyncBN adapter, startup check agreeing; exit 0 iff all pass
  *   dist_probe agree-mismatch     rank 1 has another --lr: every rank must get NDL_ERR_DIST naming it
  *   dist_probe abort              rank 0 calls ndl_dist_abort(d, 5) while the others wait in a barrier
- *   dist_probe fault [timeout_s]  a training-like loop of steps with one all-reduce each; NDL_FAULT set
- *                                 by the caller; a failed collective is logged and aborts with 5
+ *   dist_probe fault [timeout_s] [floats=16]  a training-like loop of steps with one all-reduce
+ *                                 each; NDL_FAULT set by the caller; a failed collective is logged and
+ *                                 aborts with 5
+ *   dist_probe sum-mismatch       rank 0 sums 4 floats, the others 3: must fail naming it, exit 5
+ *   dist_probe transport          rank 0 prints "transport mpi|mpi+shm world N" (ndl_dist_transport)
  * It leaves out timing: tests/run_fault.sh measures how fast the job ends. */
 #include <math.h>
 #include <stdio.h>
@@ -113,20 +116,30 @@ static int run_agree_mismatch(ndl_dist *d) {
   return total == 0 ? 0 : 1;
 }
 
-static int run_fault(ndl_dist *d) {
-  float g[16];
+/* Rank 0 sums 4 floats, the others 3: every rank must fail with a message (no hang, no garbage). */
+static int run_sum_mismatch(ndl_dist *d) {
+  float g[4] = {1, 2, 3, 4};
+  must(d, ndl_dist_allreduce_sum(d, g, ndl_dist_rank(d) == 0 ? 4 : 3, "mismatch sum"));
+  ndl_dist_log_all(d, "mismatched sums completed");
+  return 1;
+}
+
+static int run_fault(ndl_dist *d, int64_t n) {
+  float *g = ndl_malloc((size_t)n * sizeof *g);
+  NDL_ASSERT(g);
   for (int64_t step = 0; step < 100000; step++) {
     ndl_dist_set_step(d, step);
-    for (int i = 0; i < 16; i++) g[i] = 1.0f;
-    must(d, ndl_dist_allreduce_sum(d, g, 16, "grad allreduce"));
+    for (int64_t i = 0; i < n; i++) g[i] = 1.0f;
+    must(d, ndl_dist_allreduce_sum(d, g, n, "grad allreduce"));
   }
   ndl_dist_log_all(d, "fault never happened");
+  ndl_free(g);
   return 1;
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: dist_probe collectives|agree-mismatch|abort|fault [timeout_s]\n");
+    fprintf(stderr, "usage: dist_probe collectives|agree-mismatch|abort|fault|sum-mismatch|transport [timeout_s] [floats]\n");
     return 2;
   }
   double timeout = argc > 2 ? atof(argv[2]) : 30.0;
@@ -138,7 +151,13 @@ int main(int argc, char **argv) {
   int rc = 2;
   if (strcmp(argv[1], "collectives") == 0) rc = run_collectives(d);
   else if (strcmp(argv[1], "agree-mismatch") == 0) rc = run_agree_mismatch(d);
-  else if (strcmp(argv[1], "fault") == 0) rc = run_fault(d);
+  else if (strcmp(argv[1], "fault") == 0) rc = run_fault(d, argc > 3 ? atoll(argv[3]) : 16);
+  else if (strcmp(argv[1], "sum-mismatch") == 0) rc = run_sum_mismatch(d);
+  else if (strcmp(argv[1], "transport") == 0) {
+    ndl_dist_log0(d, "transport %s world %d", ndl_dist_transport(d), ndl_dist_world(d));
+    must(d, ndl_dist_barrier(d, "barrier"));
+    rc = 0;
+  }
   else if (strcmp(argv[1], "abort") == 0) {
     if (ndl_dist_rank(d) == 0) {
       ndl_dist_log_all(d, "aborting with 5");

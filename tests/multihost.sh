@@ -11,63 +11,10 @@
 # options, NDL_MULTIHOST_TCP_RETRIES2 the hosts' net.ipv4.tcp_retries2 (measuring other settings).
 set -u
 train=$1 mpirun=$2
-skip() { echo "multihost: SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
-command -v ip >/dev/null || skip "ip (iproute2) not installed"
+netns_who=multihost
+. "$(dirname "$0")/netns_hosts.sh" # the simulated hosts, shared with bench/multihost_bw.sh
 [ -x "$train" ] || { echo "multihost: FAIL: no ndl-train at $train"; exit 1; }
-
-P=ndlmh$$
-work=$(mktemp -d /tmp/ndl-multihost.XXXXXX)
-hosts="0 1 2"
-cleanup() {
-  for h in h0 h1 h2 sw; do
-    pids=$(ip netns pids $P$h 2>/dev/null)
-    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-  done
-  for h in h0 h1 h2 sw; do ip netns del $P$h 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-# namespaces of an earlier run of this script that was killed (SIGKILL skips the trap)
-for ns in $(ip netns list 2>/dev/null | grep -o '^ndlmh[0-9]*sw'); do
-  old=${ns#ndlmh}
-  old=${old%sw}
-  kill -0 "$old" 2>/dev/null && continue
-  for h in h0 h1 h2 sw; do
-    pids=$(ip netns pids ndlmh$old$h 2>/dev/null)
-    [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    ip netns del ndlmh$old$h 2>/dev/null
-  done
-done
-ip netns add ${P}sw 2>/dev/null || skip "cannot create a network namespace (ip netns add failed)"
-net() { "$@" 2>"$work/ip.err" || skip "cannot set up the simulated network: $* ($(head -c 200 "$work/ip.err"))"; }
-net ip -n ${P}sw link add br0 type bridge
-net ip -n ${P}sw link set br0 up
-for i in $hosts; do
-  net ip netns add ${P}h$i
-  net ip -n ${P}sw link add v$i type veth peer name eth0 netns ${P}h$i
-  net ip -n ${P}sw link set v$i master br0 up
-  net ip -n ${P}h$i addr add 10.213.7.$((i + 1))/24 dev eth0
-  net ip -n ${P}h$i link set eth0 up
-  net ip -n ${P}h$i link set lo up
-  # a dead peer fails a TCP connection after ~13 s of retransmissions instead of ~15 minutes
-  net ip netns exec ${P}h$i sysctl -q -w net.ipv4.tcp_retries2=${NDL_MULTIHOST_TCP_RETRIES2:-5}
-  mkdir -p "$work/tmp$i"
-done
-
-# plm_rsh_agent: "agent HOST COMMAND..." runs COMMAND in HOST's namespace, with its own TMPDIR
-# (every namespace has the same hostname, so Open MPI's session directories would collide).
-cat >"$work/agent" <<EOF
-#!/bin/sh
-host=\$1
-shift
-i=\${host##*.}
-i=\$((i - 1))
-exec ip netns exec ${P}h\$i env TMPDIR=$work/tmp\$i sh -c "\$*"
-EOF
-chmod +x "$work/agent"
+netns_setup 3 "$(mktemp -d /tmp/ndl-multihost.XXXXXX)"
 
 # data: pseudo-random pixels (0..69, like tests/cli_util.h's noise) and labels from awk's seeded
 # generator, the same files for both runs. (With full-range 0..254 noise the default Adam run on 3
@@ -88,10 +35,7 @@ mkdata train 600 11
 mkdata t10k 120 21
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0
-mpi_opts=(--oversubscribe --host 10.213.7.1:1,10.213.7.2:1,10.213.7.3:1 -np 3
-  --mca plm_rsh_agent "$work/agent" --mca btl tcp,self
-  --mca btl_tcp_if_include 10.213.7.0/24 --mca oob_tcp_if_include 10.213.7.0/24 ${NDL_MULTIHOST_MCA:-})
-in_host0() { ip netns exec ${P}h0 env TMPDIR="$work/tmp0" "$@"; }
+netns_mpi_opts 3
 fail=0
 
 # (1) 3 hosts == 1 process, step by step

@@ -37,6 +37,7 @@ TEST_F(DistSingle, InitIsWorldOneWithoutMpi) {
   EXPECT_EQ(ndl_dist_rank(d), 0);
   EXPECT_EQ(ndl_dist_local_rank(d), 0);
   EXPECT_EQ(ndl_dist_local_size(d), 1);
+  EXPECT_STREQ(ndl_dist_transport(d), "none");
 #ifdef NDL_HAVE_MPI
   int init = 1;
   MPI_Initialized(&init);
