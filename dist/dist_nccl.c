@@ -96,8 +96,8 @@ static void *nccl_open(void) {
   }
   /* the loader's search first, then the library found at configure time */
   const char *names[] = {"libnccl.so.2",
-#ifdef NDL_NCCL_DIR
-                         NDL_NCCL_DIR "/libnccl.so.2",
+#ifdef NDL_NCCL_PATH
+                         NDL_NCCL_DIR "/libnccl.so.2", NDL_NCCL_PATH,
 #endif
                          "libnccl.so"};
   char first[256] = "";

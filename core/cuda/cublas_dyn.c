@@ -1,6 +1,6 @@
 /* cublas_dyn.c: cuBLAS on first use: dlopen libcublas.so.13 (the loader's search: LD_LIBRARY_PATH,
- * the system's), then the toolkit directory found at configure time (NDL_CUBLAS_DIR), then the
- * unversioned libcublas.so; dlsym every function of the table. Nothing here runs until the CUDA
+ * the system's), then the library CMake found at configure time (its directory's libcublas.so.13,
+ * itself: NDL_CUBLAS_DIR, NDL_CUBLAS_PATH), then libcublas.so; dlsym every function of the table. Nothing here runs until the CUDA
  * backend is first asked for, so a CPU run maps no cuBLAS (tests/test_cuda_lazy.sh checks ldd).
  * Leaves out: unloading (the backend lives until exit). */
 #include "core/cuda/cublas_dyn.h"
@@ -40,8 +40,8 @@ static void *open_lib(void) {
     return h;
   }
   const char *names[] = {"libcublas.so.13",
-#ifdef NDL_CUBLAS_DIR
-                         NDL_CUBLAS_DIR "/libcublas.so.13",
+#ifdef NDL_CUBLAS_PATH
+                         NDL_CUBLAS_DIR "/libcublas.so.13", NDL_CUBLAS_PATH,
 #endif
                          "libcublas.so"};
   char first[256] = "";
