@@ -4,7 +4,7 @@
 # loads none of them at run time either (LD_DEBUG=files). Exit 77 (skip) in a build without CUDA.
 # Usage: test_cuda_lazy.sh NDL_TRAIN NDL_CUDA(ON/OFF)
 set -u
-exe=${1:?ndl-train} cuda=${2:?NDL_CUDA}
+exe=${1:?ndl-train} cuda=${2:-OFF}
 case $cuda in ON|on|1|TRUE|true) ;; *) echo "skip: NDL_CUDA=$cuda"; exit 77 ;; esac
 [ -x "$exe" ] || { echo "FAIL: no $exe"; exit 1; }
 pat='libcudart|libcublas|libcublasLt|libnccl|libcuda\.so'
