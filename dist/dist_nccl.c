@@ -2,10 +2,15 @@
  * GPUs) and, with NDL_NCCL, the NCCL transport: a communicator from rank 0's unique id (broadcast
  * over MPI), all-reduce and broadcast of device buffers, asynchronous errors and ncclCommAbort for
  * the step watchdog. The only file outside core/cuda/ that sees the CUDA runtime or NCCL headers.
- * Leaves out: naming the stalled peer (NCCL cannot tell; the MPI path's tokens do on the CPU). */
+ * libnccl is dlopened by the first ndl_dist_nccl_init (the table below), never linked, so a run
+ * without --collectives nccl maps none of it. Leaves out: naming the stalled peer (NCCL cannot
+ * tell; the MPI path's tokens do on the CPU). */
 #include <cuda_runtime.h>
 #ifdef NDL_HAVE_NCCL
+#include <dlfcn.h>
 #include <nccl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #endif
 
 #include <stdatomic.h>
@@ -67,6 +72,82 @@ void ndl_dist_nccl_free(ndl_dist *d) { (void)d; }
 
 #else
 
+/* The NCCL functions called here, dlsym'd from libnccl.so.2 on first use (nccl.h's prototypes). */
+static struct {
+  __typeof__(&ncclGetUniqueId) get_unique_id;
+  __typeof__(&ncclCommInitRank) comm_init_rank;
+  __typeof__(&ncclAllReduce) all_reduce;
+  __typeof__(&ncclBroadcast) broadcast;
+  __typeof__(&ncclCommGetAsyncError) comm_get_async_error;
+  __typeof__(&ncclCommAbort) comm_abort;
+  __typeof__(&ncclCommDestroy) comm_destroy;
+  __typeof__(&ncclGetErrorString) get_error_string;
+} nccl;
+static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
+static const char *nccl_why; /* NULL: the table is filled */
+static char nccl_why_buf[512];
+
+static void *nccl_open(void) {
+  const char *hook = getenv("NDL_NCCL_LIB"); /* test hook: the only library tried */
+  if (hook && *hook) {
+    void *h = dlopen(hook, RTLD_NOW | RTLD_LOCAL);
+    if (!h) snprintf(nccl_why_buf, sizeof nccl_why_buf, "cannot load NCCL (NDL_NCCL_LIB=%s): %s", hook, dlerror());
+    return h;
+  }
+  /* the loader's search first, then the library found at configure time */
+  const char *names[] = {"libnccl.so.2",
+#ifdef NDL_NCCL_PATH
+                         NDL_NCCL_DIR "/libnccl.so.2", NDL_NCCL_PATH,
+#endif
+                         "libnccl.so"};
+  char first[256] = "";
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (h) return h;
+    if (!first[0]) snprintf(first, sizeof first, "%s", dlerror());
+  }
+  snprintf(nccl_why_buf, sizeof nccl_why_buf, "cannot load NCCL (libnccl.so.2): %s", first);
+  return NULL;
+}
+
+static void nccl_load_once(void) {
+  void *h = nccl_open();
+  if (!h) {
+    nccl_why = nccl_why_buf;
+    return;
+  }
+  struct {
+    const char *name;
+    void *slot;
+  } syms[] = {
+      {"ncclGetUniqueId", &nccl.get_unique_id},
+      {"ncclCommInitRank", &nccl.comm_init_rank},
+      {"ncclAllReduce", &nccl.all_reduce},
+      {"ncclBroadcast", &nccl.broadcast},
+      {"ncclCommGetAsyncError", &nccl.comm_get_async_error},
+      {"ncclCommAbort", &nccl.comm_abort},
+      {"ncclCommDestroy", &nccl.comm_destroy},
+      {"ncclGetErrorString", &nccl.get_error_string},
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    void *p = dlsym(h, syms[i].name);
+    if (!p) {
+      snprintf(nccl_why_buf, sizeof nccl_why_buf, "NCCL: the loaded libnccl has no %s", syms[i].name);
+      memset(&nccl, 0, sizeof nccl);
+      dlclose(h);
+      nccl_why = nccl_why_buf;
+      return;
+    }
+    memcpy(syms[i].slot, &p, sizeof p); /* every slot is a function pointer, the size of void * */
+  }
+}
+
+/* NULL when NCCL is loaded, else one line naming the library (thread-safe, loads once). */
+static const char *nccl_load(void) {
+  pthread_once(&nccl_once, nccl_load_once);
+  return nccl_why;
+}
+
 struct ndl_dist_nccl {
   ncclComm_t comm;
   cudaStream_t stream; /* the collectives' own stream (the backend's work is synced before them) */
@@ -75,9 +156,9 @@ struct ndl_dist_nccl {
 };
 
 static ndl_status nccl_fail(ndl_dist *d, ncclResult_t rc, const char *stmt, const char *file, int line) {
-  ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, ncclGetErrorString(rc));
+  ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, nccl.get_error_string(rc));
   d->broken = 1;
-  return ndl_errorf(NDL_ERR_DIST, "NCCL call failed at %s:%d: %s", file, line, ncclGetErrorString(rc));
+  return ndl_errorf(NDL_ERR_DIST, "NCCL call failed at %s:%d: %s", file, line, nccl.get_error_string(rc));
 }
 
 /* The one check macro for NCCL calls: logs statement, file:line and rank, breaks the handle. */
@@ -98,7 +179,7 @@ static double now_s(void) {
 /* The communicator on the current GPU, once rank 0's id is everywhere. */
 static ndl_status comm_init(ndl_dist *d, struct ndl_dist_nccl *n, ncclUniqueId id) {
   NDL_CUDA_CHECK(d, cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
-  ncclResult_t rc = ncclCommInitRank(&n->comm, ndl_dist_world(d), id, ndl_dist_rank(d));
+  ncclResult_t rc = nccl.comm_init_rank(&n->comm, ndl_dist_world(d), id, ndl_dist_rank(d));
   if (rc != ncclSuccess) {
     cudaStreamDestroy(n->stream);
     return nccl_fail(d, rc, "ncclCommInitRank", __FILE__, __LINE__);
@@ -109,9 +190,14 @@ static ndl_status comm_init(ndl_dist *d, struct ndl_dist_nccl *n, ncclUniqueId i
 ndl_status ndl_dist_nccl_init(ndl_dist *d) {
   NDL_ASSERT(d);
   if (d->nccl) return NDL_OK;
+  const char *why = nccl_load();
+  if (why) {
+    ndl_dist_log_all(d, "--collectives nccl: %s", why);
+    return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: %s", why);
+  }
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
-  if (ndl_dist_rank(d) == 0) NDL_NCCL_CHECK(d, ncclGetUniqueId(&id));
+  if (ndl_dist_rank(d) == 0) NDL_NCCL_CHECK(d, nccl.get_unique_id(&id));
   ndl_status st = ndl_dist_broadcast(d, &id, (int64_t)sizeof id, 0, "nccl id broadcast"); /* world 1: none */
   if (st != NDL_OK) return st;
   struct ndl_dist_nccl *n = ndl_calloc(1, sizeof *n);
@@ -138,14 +224,14 @@ static ndl_status wait_stream(ndl_dist *d, cudaStream_t s, const char *what, dou
       return cuda_fail(d, e, "cudaStreamQuery (NCCL collective)", __FILE__, __LINE__);
     }
     ncclResult_t ae = ncclSuccess;
-    NDL_NCCL_CHECK(d, ncclCommGetAsyncError(n->comm, &ae));
+    NDL_NCCL_CHECK(d, nccl.comm_get_async_error(n->comm, &ae));
     double waited = now_s() - t0;
     if ((ae != ncclSuccess && ae != ncclInProgress) || waited >= d->timeout_s) {
       ndl_dist_device_abort(d);
       d->broken = 1;
       if (ae != ncclSuccess && ae != ncclInProgress)
         return ndl_errorf(NDL_ERR_DIST, "NCCL failed in %s (NCCL collective #%lld) at step %lld: %s", what,
-                          (long long)n->seq, (long long)d->step, ncclGetErrorString(ae));
+                          (long long)n->seq, (long long)d->step, nccl.get_error_string(ae));
       return ndl_errorf(NDL_ERR_DIST,
                         "timed out after %.1f s in %s (NCCL collective #%lld) at step %lld: a peer stalled or "
                         "died (NCCL does not say which); communicator aborted",
@@ -169,10 +255,10 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist
   cudaStream_t s = n->stream;
   double t0 = now_s();
   if (op == NDL_DIST_BCAST)
-    NDL_NCCL_CHECK(d, ncclBroadcast(buf, buf, (size_t)count, ncclUint8, root, n->comm, s));
+    NDL_NCCL_CHECK(d, nccl.broadcast(buf, buf, (size_t)count, ncclUint8, root, n->comm, s));
   else
-    NDL_NCCL_CHECK(d, ncclAllReduce(buf, buf, (size_t)count, op == NDL_DIST_SUM_F32 ? ncclFloat32 : ncclFloat64,
-                                    ncclSum, n->comm, s));
+    NDL_NCCL_CHECK(d, nccl.all_reduce(buf, buf, (size_t)count, op == NDL_DIST_SUM_F32 ? ncclFloat32 : ncclFloat64,
+                                      ncclSum, n->comm, s));
   ndl_watchdog_collective(d->watchdog, d->timeout_s);
   ndl_status st = wait_stream(d, s, what, t0);
   ndl_watchdog_collective(d->watchdog, 0);
@@ -184,20 +270,20 @@ int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) {
   struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
   if (!n || atomic_load(&n->aborted)) return 0;
   ncclResult_t ae = ncclSuccess;
-  if (ncclCommGetAsyncError(n->comm, &ae) != ncclSuccess || ae == ncclSuccess || ae == ncclInProgress) return 0;
-  snprintf(msg, cap, "NCCL failed asynchronously: %s", ncclGetErrorString(ae));
+  if (nccl.comm_get_async_error(n->comm, &ae) != ncclSuccess || ae == ncclSuccess || ae == ncclInProgress) return 0;
+  snprintf(msg, cap, "NCCL failed asynchronously: %s", nccl.get_error_string(ae));
   return 1;
 }
 
 void ndl_dist_device_abort(ndl_dist *d) {
   struct ndl_dist_nccl *n = d ? __atomic_load_n(&d->nccl, __ATOMIC_ACQUIRE) : NULL;
-  if (n && atomic_exchange(&n->aborted, 1) == 0) ncclCommAbort(n->comm);
+  if (n && atomic_exchange(&n->aborted, 1) == 0) nccl.comm_abort(n->comm);
 }
 
 void ndl_dist_nccl_free(ndl_dist *d) {
   struct ndl_dist_nccl *n = d->nccl;
   if (!n) return;
-  if (!atomic_load(&n->aborted)) ncclCommDestroy(n->comm);
+  if (!atomic_load(&n->aborted)) nccl.comm_destroy(n->comm);
   cudaStreamDestroy(n->stream);
   ndl_free(n);
   d->nccl = NULL;

@@ -21,6 +21,11 @@ for f in bin/ndl-train include/needle_c/core/tensor.h include/needle_c/nn/module
 done
 for lib in core nn optim data dist launch_io; do [ -f "$libdir/libndl_$lib.a" ] || fail "libndl_$lib.a not installed"; done
 [ -f "$libdir/cmake/needle_c/needle_cConfig.cmake" ] || fail "no CMake package config"
+# cuBLAS and NCCL are dlopened at run time (core/cuda/cublas_dyn.c, dist/dist_nccl.c): the package
+# must not make its users link them (nor the shared CUDA runtime: the static one is linked).
+if grep -nE "CUDA::(cublas|cudart)([^_]|$)|libcublas|libnccl|libcudart\.so" "$libdir"/cmake/needle_c/*.cmake "$pc"; then
+  fail "the installed package above demands cuBLAS, NCCL or the shared CUDA runtime"
+fi
 "$prefix/bin/ndl-train" --help >/dev/null || fail "installed ndl-train --help failed"
 if grep -rlI -e "$src" -e "$build" "$prefix"; then fail "installed text files above name the source or build tree"; fi
 

@@ -39,11 +39,17 @@ const char *g_why = NULL;
 char g_why_buf[256];
 
 /* Record why the backend is unavailable (one line) and return 0. */
-int init_fail(const char *what, const char *err) {
-  snprintf(g_why_buf, sizeof g_why_buf, "no CUDA device usable: %s: %s", what, err);
+int init_fail_line(const char *line) {
+  snprintf(g_why_buf, sizeof g_why_buf, "%s", line);
   (void)cudaGetLastError(); /* clear it, so later calls start clean */
   g_why = g_why_buf;
   return 0;
+}
+
+int init_fail(const char *what, const char *err) {
+  char line[256];
+  snprintf(line, sizeof line, "no CUDA device usable: %s: %s", what, err);
+  return init_fail_line(line);
 }
 
 int cuda_init_state(void) {
@@ -51,18 +57,21 @@ int cuda_init_state(void) {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) return init_fail("cudaGetDeviceCount", cudaGetErrorString(e));
   if (count == 0) return init_fail("cudaGetDeviceCount", "0 devices visible");
+  /* cuBLAS only now, with a device there: a machine without one never maps it */
+  const char *why = ndl_cublas_load();
+  if (why) return init_fail_line(why);
   if ((e = cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking)) != cudaSuccess)
     return init_fail("cudaStreamCreateWithFlags", cudaGetErrorString(e));
-  cublasStatus_t s = cublasCreate(&g.cublas);
-  if (s != CUBLAS_STATUS_SUCCESS) return init_fail("cublasCreate", cublasGetStatusString(s));
-  NDL_CUBLAS_CHECK(cublasSetStream(g.cublas, g.stream));
+  cublasStatus_t s = ndl_cublas.create(&g.cublas);
+  if (s != CUBLAS_STATUS_SUCCESS) return init_fail("cublasCreate", ndl_cublas.status_string(s));
+  NDL_CUBLAS_CHECK(ndl_cublas.set_stream(g.cublas, g.stream));
   /* fp32 GEMMs as the CPU computes them: no TF32 tensor-op rounding */
-  NDL_CUBLAS_CHECK(cublasSetMathMode(g.cublas, CUBLAS_DEFAULT_MATH));
+  NDL_CUBLAS_CHECK(ndl_cublas.set_math_mode(g.cublas, CUBLAS_DEFAULT_MATH));
   /* a fixed workspace, so cuBLAS allocates nothing while a step is captured */
   const size_t ws = (size_t)32 << 20;
   if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess)
     return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
-  NDL_CUBLAS_CHECK(cublasSetWorkspace(g.cublas, g.cublas_ws, ws));
+  NDL_CUBLAS_CHECK(ndl_cublas.set_workspace(g.cublas, g.cublas_ws, ws));
   return 1;
 }
 

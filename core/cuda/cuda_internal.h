@@ -5,11 +5,11 @@
 #ifndef NDL_CUDA_INTERNAL_H
 #define NDL_CUDA_INTERNAL_H
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "core/cuda/cublas_dyn.h"
 
 /* " on rank N" when the process was started by an MPI launcher (from its environment), else "":
  * the backend knows no process group, but a message from one of N ranks should say which. */
@@ -24,12 +24,12 @@ const char *ndl_cuda_rank_tag(void);
                                      cudaGetErrorName(e_), cudaGetErrorString(e_));                 \
   } while (0)
 
-/* The same for cuBLAS calls. */
+/* The same for cuBLAS calls (through the table of cublas_dyn.h, loaded by then). */
 #define NDL_CUBLAS_CHECK(stmt)                                                                      \
   do {                                                                                              \
     cublasStatus_t s_ = (stmt);                                                                     \
     if (s_ != CUBLAS_STATUS_SUCCESS) NDL_ABORT("cublas%s: %s failed: %s (%s)", ndl_cuda_rank_tag(), \
-                                               #stmt, cublasGetStatusName(s_), cublasGetStatusString(s_)); \
+                                               #stmt, ndl_cublas.status_name(s_), ndl_cublas.status_string(s_)); \
   } while (0)
 
 /* Check the last kernel launch (configuration errors surface here, faults at the next sync). */
