@@ -41,7 +41,9 @@ TEST(CudaLazy, MissingCublasIsAOneLineReason) {
   EXPECT_EQ(ndl_backend_cuda(&bwhy), nullptr);
   ASSERT_NE(bwhy, nullptr);
   EXPECT_EQ(std::strchr(bwhy, '\n'), nullptr) << bwhy;
-  if (ndl_dist_gpu_count() > 0) EXPECT_NE(std::strstr(bwhy, lib.c_str()), nullptr) << bwhy;
+  if (ndl_dist_gpu_count() > 0) {
+    EXPECT_NE(std::strstr(bwhy, lib.c_str()), nullptr) << bwhy;
+  }
 }
 
 TEST(CudaLazy, MissingNcclIsADistError) {
