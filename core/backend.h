@@ -117,6 +117,29 @@ typedef struct ndl_backend {
   void *(*stream)(void);
 } ndl_backend;
 
+/* A reduction node's input (SUM/MAX/LOGSUMEXP over node->iparams[0..naxes)) as a view with the
+ * kept axes first and the reduced ones last, each in their order: output element i reduces the
+ * `inner` elements of row i of the view. Returns inner. Shared by the backends. */
+static inline int64_t ndl_reduce_view(const ndl_tensor *node, ndl_tensor *view) {
+  const ndl_tensor *a = node->src[0];
+  int reduced[NDL_MAX_DIMS] = {0}, k = 0;
+  int64_t inner = 1;
+  *view = *a;
+  for (int i = 0; i < node->naxes; i++) reduced[node->iparams[i]] = 1;
+  for (int d = 0; d < a->ndim; d++)
+    if (!reduced[d]) {
+      view->shape[k] = a->shape[d];
+      view->strides[k++] = a->strides[d];
+    }
+  for (int d = 0; d < a->ndim; d++)
+    if (reduced[d]) {
+      view->shape[k] = a->shape[d];
+      view->strides[k++] = a->strides[d];
+      inner *= a->shape[d];
+    }
+  return inner;
+}
+
 /* The CPU backend (OpenBLAS sgemm + C loops). */
 const ndl_backend *ndl_backend_cpu(void);
 /* The CUDA backend (cuBLAS + kernels on one stream of the current device), or NULL when this build

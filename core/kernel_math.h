@@ -120,4 +120,19 @@ NDL_HD static inline float ndl_km_lse_f(double s, float m) { return (float)log(s
 /* softmax-CE's logsumexp from the shifted sum s and the max m, in double. */
 NDL_HD static inline double ndl_km_lse(double s, float m) { return log(s) + (double)m; }
 
+/* One row of softmax-CE's forward: probs p[0..c) of logits z (NaN-propagating max, shifted exps
+ * summed in double, scaled by the float reciprocal); returns the row's logsumexp in double. */
+NDL_HD static inline double ndl_km_softmax_row(const float *z, float *p, long long c) {
+  float m = z[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
+  for (long long j = 1; j < c; j++) m = ndl_km_max_nan(m, z[j]);
+  double sum = 0.0;
+  for (long long j = 0; j < c; j++) {
+    p[j] = ndl_km_exp_shifted(z[j], m);
+    sum += p[j];
+  }
+  float inv = (float)(1.0 / sum);
+  for (long long j = 0; j < c; j++) p[j] *= inv;
+  return ndl_km_lse(sum, m);
+}
+
 #endif

@@ -7,7 +7,6 @@
  * tell; the MPI path's tokens do on the CPU). */
 #include <cuda_runtime.h>
 #ifdef NDL_HAVE_NCCL
-#include <dlfcn.h>
 #include <nccl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/dynlib.h"
 #include "dist/dist_device.h"
 #include "dist/dist_internal.h"
 #include "dist/step_profile.h"
@@ -87,39 +87,14 @@ static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
 static const char *nccl_why; /* NULL: the table is filled */
 static char nccl_why_buf[512];
 
-static void *nccl_open(void) {
-  const char *hook = getenv("NDL_NCCL_LIB"); /* test hook: the only library tried */
-  if (hook && *hook) {
-    void *h = dlopen(hook, RTLD_NOW | RTLD_LOCAL);
-    if (!h) snprintf(nccl_why_buf, sizeof nccl_why_buf, "cannot load NCCL (NDL_NCCL_LIB=%s): %s", hook, dlerror());
-    return h;
-  }
+static void nccl_load_once(void) {
   /* the loader's search first, then the library found at configure time */
   const char *names[] = {"libnccl.so.2",
 #ifdef NDL_NCCL_PATH
                          NDL_NCCL_DIR "/libnccl.so.2", NDL_NCCL_PATH,
 #endif
                          "libnccl.so"};
-  char first[256] = "";
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (h) return h;
-    if (!first[0]) snprintf(first, sizeof first, "%s", dlerror());
-  }
-  snprintf(nccl_why_buf, sizeof nccl_why_buf, "cannot load NCCL (libnccl.so.2): %s", first);
-  return NULL;
-}
-
-static void nccl_load_once(void) {
-  void *h = nccl_open();
-  if (!h) {
-    nccl_why = nccl_why_buf;
-    return;
-  }
-  struct {
-    const char *name;
-    void *slot;
-  } syms[] = {
+  const ndl_dynlib_sym syms[] = {
       {"ncclGetUniqueId", &nccl.get_unique_id},
       {"ncclCommInitRank", &nccl.comm_init_rank},
       {"ncclAllReduce", &nccl.all_reduce},
@@ -129,17 +104,10 @@ static void nccl_load_once(void) {
       {"ncclCommDestroy", &nccl.comm_destroy},
       {"ncclGetErrorString", &nccl.get_error_string},
   };
-  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-    void *p = dlsym(h, syms[i].name);
-    if (!p) {
-      snprintf(nccl_why_buf, sizeof nccl_why_buf, "NCCL: the loaded libnccl has no %s", syms[i].name);
-      memset(&nccl, 0, sizeof nccl);
-      dlclose(h);
-      nccl_why = nccl_why_buf;
-      return;
-    }
-    memcpy(syms[i].slot, &p, sizeof p); /* every slot is a function pointer, the size of void * */
-  }
+  /* NDL_NCCL_LIB=PATH (a test hook): the only library tried */
+  if (!ndl_dynlib_load("NCCL", "NDL_NCCL_LIB", names, sizeof names / sizeof names[0], syms,
+                       sizeof syms / sizeof syms[0], nccl_why_buf, sizeof nccl_why_buf))
+    nccl_why = nccl_why_buf;
 }
 
 /* NULL when NCCL is loaded, else one line naming the library (thread-safe, loads once). */

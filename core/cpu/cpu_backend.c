@@ -18,22 +18,8 @@ const float *ndl_cpu_contiguous(ndl_ctx *ctx, const ndl_tensor *t) {
 }
 
 static ndl_status compute_reduce(ndl_ctx *ctx, ndl_tensor *node) {
-  const ndl_tensor *a = node->src[0];
-  ndl_tensor view = *a;
-  int reduced[NDL_MAX_DIMS] = {0}, k = 0;
-  for (int i = 0; i < node->naxes; i++) reduced[node->iparams[i]] = 1;
-  int64_t inner = 1;
-  for (int d = 0; d < a->ndim; d++)
-    if (!reduced[d]) {
-      view.shape[k] = a->shape[d];
-      view.strides[k++] = a->strides[d];
-    }
-  for (int d = 0; d < a->ndim; d++)
-    if (reduced[d]) {
-      view.shape[k] = a->shape[d];
-      view.strides[k++] = a->strides[d];
-      inner *= a->shape[d];
-    }
+  ndl_tensor view;
+  int64_t inner = ndl_reduce_view(node, &view);
   const float *in = ndl_cpu_contiguous(ctx, &view);
   if (!in) return ctx->status;
   ndl_cpu_reduce(node->op, in, ndl_tensor_ptr(node), ndl_tensor_numel(node), inner);

@@ -152,16 +152,7 @@ static ndl_status softmax_ce_forward(ndl_ctx *ctx, ndl_tensor *node) {
   for (int64_t i = 0; i < n; i++) {
     const float *zr = z + i * c;
     float *pr = s->probs + i * c;
-    float m = zr[0]; /* NaN-propagating max: a NaN logit makes the loss NaN */
-    for (int64_t j = 1; j < c; j++) m = ndl_km_max_nan(m, zr[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < c; j++) {
-      pr[j] = ndl_km_exp_shifted(zr[j], m);
-      sum += pr[j];
-    }
-    double lse = ndl_km_lse(sum, m);
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < c; j++) pr[j] *= inv;
+    double lse = ndl_km_softmax_row(zr, pr, c);
     total += lse - (double)zr[s->labels[i]];
     if (s->sums) wrong += ndl_km_argmax_first(zr, c) != s->labels[i];
   }

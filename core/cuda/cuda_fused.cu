@@ -98,16 +98,7 @@ __global__ void ce_rows_kernel(const float *z, const int32_t *labels, int64_t n,
   GRID_STRIDE(i, n) {
     const float *zr = z + i * c;
     float *pr = probs + i * c;
-    float m = zr[0];
-    for (int64_t j = 1; j < c; j++) m = ndl_km_max_nan(m, zr[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < c; j++) {
-      pr[j] = ndl_km_exp_shifted(zr[j], m);
-      sum += pr[j];
-    }
-    double lse = ndl_km_lse(sum, m);
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < c; j++) pr[j] *= inv;
+    double lse = ndl_km_softmax_row(zr, pr, c);
     row_loss[i] = lse - (double)zr[labels[i]];
     row_wrong[i] = ndl_km_argmax_first(zr, c) != labels[i];
   }

@@ -69,22 +69,8 @@ __global__ void reduce_kernel(ndl_op op, ndl_cuda_view v, float *out, int64_t ou
 void ndl_cuda_reduce(const ndl_tensor *node, cudaStream_t st) {
   if (node->op != NDL_OP_SUM && node->op != NDL_OP_MAX && node->op != NDL_OP_LOGSUMEXP)
     NDL_ABORT("cuda reduce: op %s is not a reduction", ndl_op_name(node->op));
-  const ndl_tensor *a = node->src[0];
-  ndl_tensor view = *a;
-  int reduced[NDL_MAX_DIMS] = {0}, k = 0;
-  for (int i = 0; i < node->naxes; i++) reduced[node->iparams[i]] = 1;
-  int64_t inner = 1;
-  for (int d = 0; d < a->ndim; d++)
-    if (!reduced[d]) {
-      view.shape[k] = a->shape[d];
-      view.strides[k++] = a->strides[d];
-    }
-  for (int d = 0; d < a->ndim; d++)
-    if (reduced[d]) {
-      view.shape[k] = a->shape[d];
-      view.strides[k++] = a->strides[d];
-      inner *= a->shape[d];
-    }
+  ndl_tensor view;
+  int64_t inner = ndl_reduce_view(node, &view);
   int64_t outer = ndl_tensor_numel(node);
   if (outer == 0) return;
   unsigned blocks = outer > 65535 ? 65535u : (unsigned)outer;
