@@ -38,7 +38,8 @@ ndl_status ndl_device_data_new(const ndl_backend *be, const ndl_dataset *train, 
   if (st == NDL_OK) st = upload(be, test, dd->dim, &dd->test_x, &dd->test_y, "the test set");
   if (st == NDL_OK && (!(dd->x = dev_alloc(be, (size_t)(cap * dd->dim) * sizeof(float), "the batch")) ||
                        !(dd->y = dev_alloc(be, (size_t)cap * sizeof(int32_t), "the batch labels")) ||
-                       !(dd->idx = dev_alloc(be, (size_t)cap * sizeof(int64_t), "the batch indices"))))
+                       !(dd->idx = dev_alloc(be, (size_t)cap * sizeof(int64_t), "the batch indices")) ||
+                       !(dd->sums = dev_alloc(be, 2 * sizeof(double), "the metric sums"))))
     st = NDL_ERR_NOMEM;
   be->sync(); /* the uploads are done before the host data may change */
   if (st != NDL_OK) {
@@ -60,7 +61,7 @@ void ndl_device_data_free(ndl_device_data *dd) {
   be->free(dd->x);
   be->free(dd->y);
   be->free(dd->idx);
-  ndl_free(dd->host);
+  be->free(dd->sums);
   ndl_free(dd);
 }
 
@@ -78,27 +79,13 @@ void ndl_device_data_batch(ndl_device_data *dd, const ndl_batch *b, int augmente
   be->gather_batch(dd->x, dd->y, dd->train_x, dd->train_y, dd->idx, n, dd->dim);
 }
 
-ndl_status ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, const ndl_tensor *logits,
-                                   const int32_t *host_labels, float *loss_out, int64_t *errors_out) {
-  int64_t n = logits->shape[0], c = logits->shape[1];
-  if (dd->host_floats < n * c) {
-    ndl_free(dd->host);
-    dd->host_floats = 0;
-    if (!(dd->host = ndl_malloc((size_t)(n * c) * sizeof(float))))
-      return ndl_errorf(NDL_ERR_NOMEM, "out of memory reading back %lld logits", (long long)(n * c));
-    dd->host_floats = n * c;
-  }
+void ndl_device_data_sums_zero(ndl_device_data *dd) {
+  dd->be->fill((float *)dd->sums, 0.0f, 4); /* two doubles: all-zero bits */
+}
+
+void ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, float *loss_out, int64_t *errors_out) {
+  double sums[2];
   dd->be->copy(loss_out, ndl_tensor_ptr(loss), sizeof(float), NDL_COPY_D2H);
-  if (n) dd->be->copy(dd->host, ndl_tensor_ptr(logits), (size_t)(n * c) * sizeof(float), NDL_COPY_D2H);
-  dd->be->sync();
-  int64_t wrong = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const float *z = dd->host + i * c;
-    int64_t best = 0;
-    for (int64_t j = 1; j < c; j++)
-      if (z[j] > z[best]) best = j;
-    wrong += best != host_labels[i];
-  }
-  *errors_out = wrong;
-  return NDL_OK;
+  dd->be->copy(sums, dd->sums, sizeof sums, NDL_COPY_D2H); /* (D2H copies are complete on return) */
+  *errors_out = (int64_t)sums[1];
 }

@@ -25,8 +25,7 @@ typedef struct ndl_device_data {
   float *x;                  /* batch rows, cap x dim */
   int32_t *y;                /* batch labels, cap */
   int64_t *idx;              /* batch sample indices, cap */
-  float *host;               /* host scratch for a read-back batch of logits */
-  int64_t host_floats;
+  double *sums;              /* the softmax-CE metric sums of the current batch (2, backend memory) */
 } ndl_device_data;
 
 /* Upload train and test (either may be empty: n == 0) into be's memory and allocate batch buffers
@@ -37,10 +36,12 @@ void ndl_device_data_free(ndl_device_data *dd);
 /* This rank's slice of b into dd->x and dd->y (b->local_count rows): gathered from the uploaded
  * training set by b->indices, or, when augmented, b->images and b->labels uploaded. */
 void ndl_device_data_batch(ndl_device_data *dd, const ndl_batch *b, int augmented);
-/* The loss value (a 0-d tensor in backend memory) and the rows of logits [n, C] (backend memory)
- * whose first arg-max differs from host_labels, read back to the host. NDL_ERR_NOMEM on failure. */
-ndl_status ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, const ndl_tensor *logits,
-                                   const int32_t *host_labels, float *loss_out, int64_t *errors_out);
+/* Zero dd->sums before a batch whose softmax-CE adds its loss sum and error count there
+ * (ndl_nn_softmax_loss_sums), so that neither logits nor labels are read back. */
+void ndl_device_data_sums_zero(ndl_device_data *dd);
+/* The batch's loss value (a 0-d tensor in backend memory) and its error count from dd->sums,
+ * read back to the host: 12 bytes. */
+void ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, float *loss_out, int64_t *errors_out);
 
 #ifdef __cplusplus
 }

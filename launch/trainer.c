@@ -198,7 +198,8 @@ static ndl_status step_nodes(void *arg, ndl_ctx *ctx, ndl_tensor **logits_out, n
   else if (t->graph) a->rng = t->rng;
   ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1);
   ndl_tensor *logits = ndl_module_forward(t->model, ctx, a->x);
-  ndl_tensor *loss = ndl_nn_softmax_loss(ctx, logits, a->labels, a->global_count);
+  ndl_tensor *loss = t->dev ? ndl_nn_softmax_loss_sums(ctx, logits, a->labels, a->global_count, t->dev->sums)
+                           : ndl_nn_softmax_loss(ctx, logits, a->labels, a->global_count);
   /* the penalty once per global step: on rank 0 only, since losses and gradients are summed over ranks */
   if (loss && t->cfg.reg > 0 && t->rank == 0)
     loss = ndl_add(ctx, loss, ndl_nn_l2_penalty(ctx, t->model, (float)t->cfg.reg));
@@ -229,6 +230,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
   ndl_tensor *logits = NULL, *loss = NULL;
   if (t->graph) ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1); /* a replay too */
+  if (t->dev) ndl_device_data_sums_zero(t->dev); /* the step's CE adds its error count there */
   ndl_status st = ndl_step_graph_run(t->graph, b->global_count == t->cfg.batch_size, ctx, step_nodes, &a, &logits, &loss);
   if (t->graph && t->graph->off && !t->graph->said && t->cfg.verbose) {
     ndl_dist_log0(t->dist, "--cuda-graph: eager steps: %s", t->graph->why);
@@ -239,7 +241,7 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   float metrics[2];
   if (t->dev) {
     int64_t wrong = 0;
-    if ((st = ndl_device_data_metrics(t->dev, loss, logits, b->labels, &metrics[0], &wrong)) != NDL_OK) return st;
+    ndl_device_data_metrics(t->dev, loss, &metrics[0], &wrong);
     metrics[1] = (float)wrong;
   } else {
     metrics[0] = ndl_tensor_ptr(loss)[0];
@@ -329,8 +331,10 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
     } else {
       ndl_tensor_init_view(&x, ds->images + start * dim, 2, shape);
     }
+    if (dev) ndl_device_data_sums_zero(dev);
     ndl_tensor *logits = ndl_module_forward(t->model, t->ctx, &x);
-    ndl_tensor *l = ndl_nn_softmax_loss(t->ctx, logits, labels, n);
+    ndl_tensor *l = dev ? ndl_nn_softmax_loss_sums(t->ctx, logits, labels, n, dev->sums)
+                        : ndl_nn_softmax_loss(t->ctx, logits, labels, n);
     if (!l) {
       st = t->ctx->status;
       break;
@@ -338,7 +342,7 @@ ndl_status ndl_trainer_evaluate(ndl_trainer *t, const ndl_dataset *ds, double *e
     if (dev) {
       float lv = 0;
       int64_t wrong = 0;
-      if ((st = ndl_device_data_metrics(dev, l, logits, ds->labels + start, &lv, &wrong)) != NDL_OK) break;
+      ndl_device_data_metrics(dev, l, &lv, &wrong);
       sums[0] += (double)lv * (double)n;
       sums[1] += (double)wrong;
     } else {

@@ -29,6 +29,9 @@ static void hd_copy(void *dst, const void *src, size_t bytes, ndl_copy_kind kind
   if (bytes) memcpy(dst, src, bytes);
 }
 static void hd_sync(void) { host_device_n.syncs++; }
+static void hd_fill(float *dst, float value, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = value;
+}
 static void hd_gather(float *dst, int32_t *dst_labels, const float *src, const int32_t *labels,
                       const int64_t *idx, int64_t n, int64_t row_len) {
   host_device_n.gathers++;
@@ -48,6 +51,7 @@ static const ndl_backend *host_device(void) {
   b.free = hd_free;
   b.copy = hd_copy;
   b.sync = hd_sync;
+  b.fill = hd_fill;
   b.gather_batch = hd_gather;
   memset(&host_device_n, 0, sizeof host_device_n);
   return &b;
