@@ -1,28 +1,12 @@
-/* dist_nccl_none.c: the GPU side of the process group in builds without CUDA (NDL_CUDA=OFF): no GPU
- * is visible, NCCL is not built, and there is never a communicator to abort or free.
- * Leaves out: everything else (a CPU-only build never creates a device buffer). */
+/* dist_nccl_none.c: the GPU choice of the process group in builds without CUDA (NDL_CUDA=OFF): no
+ * GPU is visible and none can be bound. Leaves out: the NCCL stubs (dist_nccl_off.c, shared with
+ * CUDA builds without NCCL). */
 #include "dist/dist_device.h"
 #include "dist/dist_internal.h"
 
-int ndl_dist_nccl_built(void) { return 0; }
 int ndl_dist_gpu_count(void) { return 0; }
 
 ndl_status ndl_dist_gpu_bind(ndl_dist *d, int count) {
   (void)d, (void)count;
   return ndl_errorf(NDL_ERR_DIST, "this build has no CUDA (NDL_CUDA=OFF)");
 }
-
-ndl_status ndl_dist_nccl_init(ndl_dist *d) {
-  (void)d;
-  return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: this build has no NCCL (NDL_NCCL=OFF)");
-}
-
-ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist_op op, void *buf,
-                                    int64_t count, int root, const char *what) {
-  (void)d, (void)be, (void)op, (void)buf, (void)count, (void)root;
-  NDL_ABORT("dist: %s: NCCL collective in a build without NCCL", what);
-}
-
-int ndl_dist_device_error(ndl_dist *d, char *msg, size_t cap) { return (void)d, (void)msg, (void)cap, 0; }
-void ndl_dist_device_abort(ndl_dist *d) { (void)d; }
-void ndl_dist_nccl_free(ndl_dist *d) { (void)d; }

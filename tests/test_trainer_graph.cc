@@ -15,6 +15,7 @@
 #include "launch/config.h"
 #include "launch/step_graph.h"
 #include "launch/trainer.h"
+#include "trainer_outcome.h"
 
 namespace {
 
@@ -170,10 +171,7 @@ const ndl_backend *recorder() {
   return &b;
 }
 
-struct Outcome {
-  double loss_sum = 0, test_loss = 0, test_err = 0;
-  int64_t errors = 0, step = 0;
-  std::vector<float> params, buffers;
+struct Outcome : TrainerOutcome {
   bool captured = false;
   std::string why;
 };
@@ -189,39 +187,12 @@ Outcome train(const std::string &data, const ndl_backend *be, int graph, double 
   c.drop_prob = drop;
   c.quiet = 1;
   c.cuda_graph = graph;
-  ndl_trainer t;
   Outcome o;
-  ndl_status st = ndl_trainer_init_on(&t, &c, nullptr, 1, be);
-  EXPECT_EQ(st, NDL_OK) << ndl_last_error();
-  if (st == NDL_OK) {
-    for (; t.epoch < c.epochs; t.epoch++) {
-      ndl_epoch_end end;
-      EXPECT_EQ(ndl_trainer_run_epoch(&t, &end), NDL_OK) << ndl_last_error();
-    }
-    o.loss_sum = t.cur.loss_sum;
-    o.errors = t.cur.errors;
-    o.step = t.step;
-    EXPECT_EQ(ndl_trainer_evaluate(&t, &t.test, &o.test_err, &o.test_loss), NDL_OK) << ndl_last_error();
-    ndl_params_pull(&t.env.params);
-    ndl_params_pull(&t.env.buffers);
-    o.params.assign(t.env.params.host, t.env.params.host + t.env.params.numel);
-    o.buffers.assign(t.env.buffers.host, t.env.buffers.host + t.env.buffers.numel);
+  static_cast<TrainerOutcome &>(o) = run_trainer(c, be, [&o](const ndl_trainer &t) {
     o.captured = t.graph && t.graph->exec;
     o.why = t.graph && t.graph->off ? t.graph->why : "";
-  }
-  ndl_trainer_free(&t);
+  });
   return o;
-}
-
-void expect_same(const Outcome &a, const Outcome &b) {
-  EXPECT_GT(a.step, 0);
-  EXPECT_EQ(a.step, b.step);
-  EXPECT_EQ(a.loss_sum, b.loss_sum);
-  EXPECT_EQ(a.errors, b.errors);
-  EXPECT_EQ(a.test_loss, b.test_loss);
-  EXPECT_EQ(a.test_err, b.test_err);
-  EXPECT_TRUE(a.params == b.params) << "parameters differ";
-  EXPECT_TRUE(a.buffers == b.buffers) << "buffers (BatchNorm running statistics, batch counts) differ";
 }
 
 class TrainerGraph : public WorkspaceTest {
@@ -236,8 +207,8 @@ TEST_F(TrainerGraph, ReplayedStepsMatchEagerStepsBitwise) {
   EXPECT_TRUE(graph.captured) << "no capture: " << graph.why;
   EXPECT_EQ(captures, 1);
   EXPECT_GE(replays, 2 * (1000 / 64) - 2);  // every full batch but the warm-up one
-  expect_same(eager, graph);
-  expect_same(train(data, cpu(), 0, 0.0, 64), graph);
+  expect_same_outcome(eager, graph);
+  expect_same_outcome(train(data, cpu(), 0, 0.0, 64), graph);
 }
 
 TEST_F(TrainerGraph, DropoutStaysEagerAndSaysWhy) {
@@ -249,7 +220,7 @@ TEST_F(TrainerGraph, DropoutStaysEagerAndSaysWhy) {
     EXPECT_FALSE(graph.captured);
     EXPECT_EQ(captures, 0);
     EXPECT_NE(graph.why.find("dropout"), std::string::npos) << graph.why;
-    expect_same(eager, graph);
+    expect_same_outcome(eager, graph);
   }
 }
 
