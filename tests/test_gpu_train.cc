@@ -40,7 +40,7 @@ bool have_gpu(std::string *why) {
 std::string mpirun(int np, std::string *why) {
 #if defined(NDL_HAVE_MPI) && defined(NDL_MPIRUN_CMD)
   if (system("command -v mpirun >/dev/null 2>&1") != 0) return *why = "mpirun is not installed", "";
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " NDL_MPIRUN_CMD " -np " + std::to_string(np) + " ";
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " NDL_MPIRUN_CMD " -np " + std::to_string(np) + " ";
 #else
   (void)np;
   return *why = "this build has no MPI (NDL_MPI=OFF)", "";
