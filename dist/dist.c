@@ -96,6 +96,7 @@ int ndl_dist_local_size(const ndl_dist *d) { return d->local_size; }
 const char *ndl_dist_transport(const ndl_dist *d) {
   return d->world == 1 ? "none" : d->shm_sums ? "mpi+shm" : "mpi";
 }
+int ndl_dist_broken(const ndl_dist *d) { return d->broken; }
 void ndl_dist_set_step(ndl_dist *d, int64_t step) { d->step = step; }
 void ndl_dist_set_next_deadline(ndl_dist *d, double seconds) {
   NDL_ASSERT(seconds > 0);

@@ -41,6 +41,8 @@ int ndl_dist_local_size(const ndl_dist *d); /* processes of the job on this node
  * this node: an MPI-3 shared window, dist_shm.h; NDL_DIST_SHM=0 or --mca btl without vader/sm turn
  * it off). Static string. */
 const char *ndl_dist_transport(const ndl_dist *d);
+/* Whether a collective failed on d: every later one refuses (the trainer's exit 5 follows). */
+int ndl_dist_broken(const ndl_dist *d);
 /* Current optimizer step, used in messages and by fault injection. */
 void ndl_dist_set_step(ndl_dist *d, int64_t step);
 /* The next collective's deadline is seconds (> 0) instead of the timeout; once. */

@@ -104,8 +104,12 @@ struct ndl_dist_nccl {
   atomic_int aborted;  /* ncclCommAbort ran (from any thread): skip ncclCommDestroy */
 };
 
-static ndl_status nccl_fail(ndl_dist *d, ncclResult_t rc, const char *stmt, const char *file, int line) {
+static void nccl_log(ndl_dist *d, ncclResult_t rc, const char *stmt, const char *file, int line) {
   ndl_dist_log_all(d, "%s:%d: %s failed: %s", file, line, stmt, nccl.get_error_string(rc));
+}
+
+static ndl_status nccl_fail(ndl_dist *d, ncclResult_t rc, const char *stmt, const char *file, int line) {
+  nccl_log(d, rc, stmt, file, line);
   d->broken = 1;
   return ndl_errorf(NDL_ERR_DIST, "NCCL call failed at %s:%d: %s", file, line, nccl.get_error_string(rc));
 }
@@ -129,32 +133,62 @@ static double now_s(void) {
 static ndl_status comm_init(ndl_dist *d, struct ndl_dist_nccl *n, ncclUniqueId id) {
   NDL_CUDA_CHECK(d, cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
   ncclResult_t rc = nccl.comm_init_rank(&n->comm, ndl_dist_world(d), id, ndl_dist_rank(d));
-  if (rc != ncclSuccess) {
+  if (rc != ncclSuccess) { /* logged, not breaking d: its MPI path is intact (the caller agrees on it) */
     cudaStreamDestroy(n->stream);
-    return nccl_fail(d, rc, "ncclCommInitRank", __FILE__, __LINE__);
+    nccl_log(d, rc, "ncclCommInitRank", __FILE__, __LINE__);
+    return ndl_errorf(NDL_ERR_DIST, "%s", nccl.get_error_string(rc));
   }
   return NDL_OK;
+}
+
+/* Every rank's verdict on a step of the set-up (ok: this rank's), over MPI: the number of ranks
+ * where it failed (0 with one rank), or -1 when the agreement itself failed. Each step of a
+ * collective set-up is agreed on, so no rank goes on to a collective the others skip. */
+static int ranks_failed(ndl_dist *d, int ok, const char *what) {
+  if (ndl_dist_world(d) == 1) return !ok;
+  double failed = ok ? 0.0 : 1.0;
+  if (ndl_dist_allreduce_sum_f64(d, &failed, 1, what) != NDL_OK) return -1;
+  return (int)failed;
 }
 
 ndl_status ndl_dist_nccl_init(ndl_dist *d) {
   NDL_ASSERT(d);
   if (d->nccl) return NDL_OK;
   const char *why = nccl_load();
-  if (why) {
-    ndl_dist_log_all(d, "--collectives nccl: %s", why);
-    return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: %s", why);
+  int bad = ranks_failed(d, why == NULL, "nccl load agreement");
+  if (bad != 0) {
+    if (why) ndl_dist_log_all(d, "--collectives nccl: %s", why);
+    if (bad < 0) return NDL_ERR_DIST;
+    return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: NCCL could not be loaded on %d of %d rank(s)%s%s", bad,
+                      ndl_dist_world(d), why ? ": " : "", why ? why : "");
   }
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
-  if (ndl_dist_rank(d) == 0) NDL_NCCL_CHECK(d, nccl.get_unique_id(&id));
+  ncclResult_t rc = ncclSuccess;
+  if (ndl_dist_rank(d) == 0) rc = nccl.get_unique_id(&id);
+  bad = ranks_failed(d, rc == ncclSuccess, "nccl id agreement");
+  if (bad != 0) {
+    if (rc != ncclSuccess) nccl_log(d, rc, "ncclGetUniqueId", __FILE__, __LINE__);
+    return bad < 0 ? NDL_ERR_DIST : ndl_errorf(NDL_ERR_DIST, "--collectives nccl: rank 0 got no NCCL unique id");
+  }
   ndl_status st = ndl_dist_broadcast(d, &id, (int64_t)sizeof id, 0, "nccl id broadcast"); /* world 1: none */
   if (st != NDL_OK) return st;
   struct ndl_dist_nccl *n = ndl_calloc(1, sizeof *n);
   if (!n) return ndl_errorf(NDL_ERR_NOMEM, "dist: out of memory");
   atomic_init(&n->aborted, 0);
-  if ((st = comm_init(d, n, id)) != NDL_OK) {
+  st = comm_init(d, n, id);
+  char first[256];
+  snprintf(first, sizeof first, "%s", st == NDL_OK ? "" : ndl_last_error());
+  bad = ranks_failed(d, st == NDL_OK, "nccl init agreement");
+  if (bad != 0) { /* a communicator some ranks have is of no use: drop it everywhere */
+    if (st == NDL_OK) {
+      nccl.comm_abort(n->comm);
+      cudaStreamDestroy(n->stream);
+    }
     ndl_free(n);
-    return st;
+    if (bad < 0) return NDL_ERR_DIST;
+    return ndl_errorf(NDL_ERR_DIST, "--collectives nccl: ncclCommInitRank failed on %d of %d rank(s)%s%s", bad,
+                      ndl_dist_world(d), *first ? ": " : "", first);
   }
   __atomic_store_n(&d->nccl, n, __ATOMIC_RELEASE); /* the step watchdog's thread polls it */
   return NDL_OK;
@@ -167,13 +201,14 @@ static ndl_status wait_stream(ndl_dist *d, cudaStream_t s, const char *what, dou
   long nap_ns = 20000;
   for (;;) {
     cudaError_t e = cudaStreamQuery(s);
-    if (e == cudaSuccess) return NDL_OK;
-    if (e != cudaErrorNotReady) {
+    if (e != cudaSuccess && e != cudaErrorNotReady) {
       d->broken = 1;
       return cuda_fail(d, e, "cudaStreamQuery (NCCL collective)", __FILE__, __LINE__);
     }
+    /* asked also once the stream is done: a failed collective may end its kernels early */
     ncclResult_t ae = ncclSuccess;
     NDL_NCCL_CHECK(d, nccl.comm_get_async_error(n->comm, &ae));
+    if (e == cudaSuccess && (ae == ncclSuccess || ae == ncclInProgress)) return NDL_OK;
     double waited = now_s() - t0;
     if ((ae != ncclSuccess && ae != ncclInProgress) || waited >= d->timeout_s) {
       ndl_dist_device_abort(d);

@@ -37,6 +37,7 @@ typedef struct ndl_train_config {
   int shuffle, augment;
   ndl_device_kind device;           /* AUTO until ndl_device_resolve picks cpu or cuda */
   ndl_collectives_kind collectives; /* AUTO until ndl_device_resolve */
+  int collectives_auto;             /* NCCL was chosen, not asked for: MPI takes over if it fails */
   int cuda_graph;                   /* --cuda-graph: capture the static-shape step once, replay it */
   int threads; /* 0: cores / local ranks */
   const char *load, *save, *checkpoint_dir, *resume, *log;

@@ -48,6 +48,7 @@ ndl_status ndl_device_resolve(ndl_train_config *c, ndl_dist *d, const ndl_backen
                         "a GPU per rank; use --collectives mpi", local, gpus);
   } else if (c->collectives == NDL_COLL_AUTO) {
     c->collectives = world > 1 && ndl_dist_nccl_built() && !shared ? NDL_COLL_NCCL : NDL_COLL_MPI;
+    c->collectives_auto = c->collectives == NDL_COLL_NCCL;
   }
   return NDL_OK;
 }

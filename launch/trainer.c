@@ -124,8 +124,15 @@ static uint64_t layout_hash(const ndl_params *p, uint64_t h) {
 }
 
 ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
-  /* NCCL for the device collectives: a collective itself (world 1: a one-rank communicator) */
-  if (t->cfg.collectives == NDL_COLL_NCCL && ndl_dist_nccl_init(t->dist) != NDL_OK) return NDL_ERR_DIST;
+  /* NCCL for the device collectives: a collective itself (world 1: a one-rank communicator); every
+   * rank gets the same verdict, so when NCCL was only the default choice all fall back together */
+  if (t->cfg.collectives == NDL_COLL_NCCL && ndl_dist_nccl_init(t->dist) != NDL_OK) {
+    if (!t->cfg.collectives_auto || ndl_dist_broken(t->dist)) return NDL_ERR_DIST;
+    ndl_dist_log0(t->dist, "collectives: %s; all-reducing GPU buffers through MPI instead (--collectives mpi)",
+                  ndl_last_error());
+    t->cfg.collectives = NDL_COLL_MPI;
+    t->cfg.collectives_auto = 0;
+  }
   if (t->world == 1) return NDL_OK;
   const ndl_train_config *c = &t->cfg;
   ndl_dist_field f[16];

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_required.h"
 #include "core/backend.h"
 #include "core/tensor.h"
 
@@ -149,7 +150,7 @@ inline const ndl_backend *backend_under_test(const char **why) {
 #define NEED_CUDA()                                                    \
   const char *why_ = nullptr;                                          \
   const ndl_backend *cuda = backend_under_test(&why_);                 \
-  if (!cuda) GTEST_SKIP() << "no CUDA backend: " << (why_ ? why_ : ""); \
+  if (!cuda) NDL_NO_GPU("no CUDA backend: " << (why_ ? why_ : ""));  \
   const ndl_backend *cpu = ndl_backend_cpu();                          \
   (void)cpu
 

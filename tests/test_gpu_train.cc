@@ -4,6 +4,7 @@
 // written on the GPU resumes on the CPU and back, --cuda-graph follows the eager steps, and NCCL
 // refuses ranks that share a GPU. Every test skips (saying why) without a GPU, and the MPI ones
 // without mpirun or in a build without MPI.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cli_util.h"
+#include "gpu_required.h"
 #include "core/backend.h"
 #include "dist/dist_device.h"
 
@@ -33,7 +35,7 @@ bool have_gpu(std::string *why) {
 #define NEED_GPU()                                              \
   do {                                                          \
     std::string why_;                                           \
-    if (!have_gpu(&why_)) GTEST_SKIP() << "no GPU: " << why_;   \
+    if (!have_gpu(&why_)) NDL_NO_GPU(why_);                     \
   } while (0)
 
 // The mpirun prefix for np ranks, or "" (with *why) when this build or machine cannot run one.
@@ -135,6 +137,70 @@ TEST_F(GpuTrain, NcclRefusesRanksSharingAGpu) {
   RunResult r = train(kSgd + "--device cuda --collectives nccl", "x.jsonl", mpi);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("--collectives nccl: 2 ranks on this node share 1 GPU(s)"), std::string::npos) << r.err;
+}
+
+// Whether the device is tests/cuda_emu's emulation (its runtime exports ndl_emu_enqueue): there a
+// run can be given two GPUs (NDL_EMU_GPUS) and NCCL can be made to fail (NDL_EMU_NCCL_FAIL_AT).
+bool emulated() { return dlsym(RTLD_DEFAULT, "ndl_emu_enqueue") != nullptr; }
+
+// An mpirun prefix for 2 ranks with a GPU each ("" and *why when there are not two).
+std::string two_ranks_two_gpus(std::string *why) {
+  std::string mpi = mpirun(2, why);
+  if (mpi.empty()) return "";
+  if (emulated()) return "env NDL_EMU_GPUS=2 " + mpi;
+  if (ndl_dist_gpu_count() < 2) return *why = "fewer than 2 GPUs", "";
+  return mpi;
+}
+
+TEST_F(GpuTrain, NcclRanksWithAGpuEachFollowOneRank) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  std::string why, mpi = two_ranks_two_gpus(&why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  RunResult one = train(kSgd + "--device cuda --sync-bn", "one.jsonl");
+  RunResult two = train(kSgd + "--device cuda --verbose", "two.jsonl", mpi);  // the default: nccl
+  ASSERT_EQ(one.code, 0) << one.err;
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_NE(two.err.find("collectives: nccl"), std::string::npos) << two.err;
+  expect_follows(losses("one.jsonl"), losses("two.jsonl"), 50, 1e-5);
+}
+
+TEST_F(GpuTrain, NcclThatCannotLoadIsExit5WhenAskedForAndMpiByDefault) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  std::string why, mpi = two_ranks_two_gpus(&why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  std::string gone = "env NDL_NCCL_LIB=/nonexistent/libnccl.so.2 " + mpi;
+  RunResult asked = train(kSgd + "--device cuda --collectives nccl --max-steps 5", "asked.jsonl", gone);
+  EXPECT_EQ(asked.code, 5) << asked.err;
+  EXPECT_NE(asked.err.find("NCCL could not be loaded on 2 of 2 rank(s)"), std::string::npos) << asked.err;
+  RunResult dflt = train(kSgd + "--device cuda --verbose", "dflt.jsonl", gone);
+  RunResult mpi_path = train(kSgd + "--device cuda --collectives mpi", "mpi.jsonl", mpi);
+  ASSERT_EQ(dflt.code, 0) << dflt.err;
+  ASSERT_EQ(mpi_path.code, 0) << mpi_path.err;
+  EXPECT_NE(dflt.err.find("through MPI instead"), std::string::npos) << dflt.err;
+  expect_follows(losses("mpi.jsonl"), losses("dflt.jsonl"), 50, 0.0);  // the same path, the same bits
+}
+
+TEST_F(GpuTrain, NcclPeerThatStopsAnsweringIsExit5) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  std::string why, mpi = two_ranks_two_gpus(&why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  RunResult r = train(kSgd + "--device cuda --collectives nccl --timeout 3", "hang.jsonl",
+                      "env NDL_FAULT=rank=1,step=3,action=hang " + mpi);
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
+}
+
+TEST_F(GpuTrain, NcclAsynchronousErrorIsExit5) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  if (!emulated()) GTEST_SKIP() << "a failing NCCL link is injected by the emulated device only";
+  RunResult r = train(kSgd + "--device cuda --collectives nccl", "fail.jsonl", "env NDL_EMU_NCCL_FAIL_AT=4 ");
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("NCCL failed in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("remote process exited or there was a network error"), std::string::npos) << r.err;
 }
 
 TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {

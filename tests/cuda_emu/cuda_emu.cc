@@ -49,6 +49,7 @@ using op_ptr = std::shared_ptr<op>;
 
 struct CUstream_st {
   std::deque<op_ptr> queue;
+  bool blocking = false; /* created without cudaStreamNonBlocking: ordered with the NULL stream */
   bool capturing = false;
   bool invalidated = false;
   cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
@@ -206,8 +207,21 @@ bool capture_forbids() {
   return hit;
 }
 
+bool drain(CUstream_st *s, bool wait);
+
+/* The legacy NULL stream and the blocking streams wait for each other's earlier work. */
+bool drain_partners(CUstream_st *s, bool wait) {
+  if (s == &g_default_stream) {
+    for (CUstream_st *x : g_streams)
+      if (x->blocking && !drain(x, wait)) return false;
+    return true;
+  }
+  return !s->blocking || drain(&g_default_stream, wait);
+}
+
 /* Run s's queue: all of it (wait), or until a piece is still in flight (returns false then). */
 bool drain(CUstream_st *s, bool wait) {
+  if (!s->queue.empty() && !drain_partners(s, wait)) return false;
   while (!s->queue.empty()) {
     op_ptr o = s->queue.front();
     if (!o->started) {
@@ -605,6 +619,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) 
   if (!stream || flags > cudaStreamNonBlocking) return fail(cudaErrorInvalidValue);
   if (g_gpus <= 0) return fail(cudaErrorNoDevice);
   *stream = new CUstream_st();
+  (*stream)->blocking = !(flags & cudaStreamNonBlocking);
   g_streams.push_back(*stream);
   return cudaSuccess;
 }
