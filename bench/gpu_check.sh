@@ -194,8 +194,8 @@ fi
 # 4. ctest -L gpu (every GPU test; each GTEST_SKIPs without a device).
 stage "ctest -L gpu"
 if [ "$built" = 1 ]; then
-  # NDL_TEST_GPU=1: a GPU is meant to be there (tests that read it may fail rather than skip without one).
-  [ -n "$card" ] && export NDL_TEST_GPU=1
+  # NDL_TEST_REQUIRE_GPU=1: a GPU is meant to be there, so a test that finds none fails, not skips.
+  [ -n "$card" ] && export NDL_TEST_GPU=1 NDL_TEST_REQUIRE_GPU=1
   (cd "$build" && timeout "$(limit 240)" ctest -L gpu --output-on-failure -j"${NDL_GPU_CHECK_CTEST_JOBS:-8}" \
      --timeout 180) >"$work/ctest.log" 2>&1
   rc=$?
