@@ -178,7 +178,7 @@ void ndl_dist_fault_point(ndl_dist *d, const char *key, const char *label, int64
 }
 
 /* NDL_FAULT without where: on the chosen rank, at the first collective at or after the chosen step. */
-static void maybe_inject_fault(ndl_dist *d, const char *what) {
+void ndl_dist_collective_fault(ndl_dist *d, const char *what) {
   if (d->fault_action == NDL_FAULT_NONE || d->fault_where[0] || d->rank != d->fault_rank ||
       d->step < d->fault_step)
     return;
@@ -198,7 +198,7 @@ static ndl_status run_as(ndl_dist *d, ndl_dist_op op, void *buf, const void *src
   d->seq++;
   d->deadline_s = d->next_deadline_s > 0 ? d->next_deadline_s : d->timeout_s;
   d->next_deadline_s = 0;
-  maybe_inject_fault(d, what);
+  ndl_dist_collective_fault(d, what);
   ndl_watchdog_collective(d->watchdog, d->deadline_s);
   double t0 = d->profile ? ndl_profile_clock() : 0;
   d->arrival_s = 0; /* dist_mpi.c notes when every token is in, with a profile */

@@ -74,4 +74,8 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const struct ndl_backend *be, n
 /* Destroy the communicator (skipped after an abort); NULL d->nccl is a no-op. */
 void ndl_dist_nccl_free(ndl_dist *d);
 
+/* NDL_FAULT without where= (dist.c): hang or exit here, instead of joining collective what, when this
+ * is the chosen rank and step; every transport's collective entry calls it (MPI's, NCCL's). */
+void ndl_dist_collective_fault(ndl_dist *d, const char *what);
+
 #endif

@@ -233,6 +233,7 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist
   NDL_ASSERT(n && be && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64 || op == NDL_DIST_BCAST));
   if (d->broken) return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
   n->seq++;
+  ndl_dist_collective_fault(d, what);
   /* backend.h names no stream: the backward is finished first, then the collective runs on ours and
    * is waited for under the deadline (so a dead peer is a timeout here, not a hang in a later copy) */
   be->sync();

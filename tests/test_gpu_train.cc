@@ -187,10 +187,26 @@ TEST_F(GpuTrain, NcclPeerThatStopsAnsweringIsExit5) {
   if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
   std::string why, mpi = two_ranks_two_gpus(&why);
   if (mpi.empty()) GTEST_SKIP() << why;
-  RunResult r = train(kSgd + "--device cuda --collectives nccl --timeout 3", "hang.jsonl",
+  // LayerNorm: no SyncBN sums, so step 3's first collective is the gradient all-reduce on NCCL
+  RunResult r = train(kSgd + "--device cuda --collectives nccl --norm layer --timeout 3", "hang.jsonl",
                       "env NDL_FAULT=rank=1,step=3,action=hang " + mpi);
   EXPECT_EQ(r.code, 5) << r.err;
-  EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("instead of joining grad allreduce"), std::string::npos) << r.err;
+  // whichever notices first: rank 0's NCCL deadline, or the hung rank's own step watchdog
+  EXPECT_TRUE(r.err.find("(NCCL collective #") != std::string::npos || r.err.find("stalled for") != std::string::npos)
+      << r.err;
+}
+
+TEST_F(GpuTrain, NcclCollectiveThatNeverFinishesIsATimeoutExit5) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  if (!emulated()) GTEST_SKIP() << "a collective that never finishes is injected by the emulated device only";
+  RunResult r = train(kSgd + "--device cuda --collectives nccl --timeout 2", "stall.jsonl",
+                      "env NDL_EMU_NCCL_STALL_AT=4 ");
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("timed out after"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(NCCL collective #4)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("communicator aborted"), std::string::npos) << r.err;
 }
 
 TEST_F(GpuTrain, NcclAsynchronousErrorIsExit5) {

@@ -60,15 +60,25 @@ typedef struct gemm {
   float *c;
 } gemm;
 
+/* Elements an operand of rows x cols (column-major, leading dimension ld) spans. */
+static size_t span(int rows, int cols, int ld) { return (size_t)ld * (size_t)(cols - 1) + (size_t)rows; }
+
 static void gemm_run(void *arg) {
   gemm *g = arg;
+  /* OpenBLAS's threads touch them too */
+  int arows = g->ta == CblasNoTrans ? g->m : g->k, brows = g->tb == CblasNoTrans ? g->k : g->n;
+  ndl_emu_open(g->c, span(g->m, g->n, g->ldc) * sizeof(float));
+  if (g->k > 0) {
+    ndl_emu_open(g->a, span(arows, g->ta == CblasNoTrans ? g->k : g->m, g->lda) * sizeof(float));
+    ndl_emu_open(g->b, span(brows, g->tb == CblasNoTrans ? g->n : g->k, g->ldb) * sizeof(float));
+  }
   cblas_sgemm(CblasColMajor, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb, g->beta, g->c,
               g->ldc);
 }
 
 /* An operand of rows x cols (column-major, leading dimension ld) must lie in one allocation. */
 static void check_operand(const char *name, const void *p, int rows, int cols, int ld) {
-  size_t elems = (size_t)ld * (size_t)(cols - 1) + (size_t)rows;
+  size_t elems = span(rows, cols, ld);
   if (!ndl_emu_device_range(p, elems * sizeof(float)))
     ndl_emu_fatal("cublasSgemm: %s (%p, %d x %d, ld %d) is not inside one device allocation: a GPU faults", name, p,
                   rows, cols, ld);

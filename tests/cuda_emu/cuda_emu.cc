@@ -42,6 +42,7 @@ struct op {
   std::function<void()> start;
   std::function<bool()> poll; /* empty: done once started */
   bool started = false;
+  bool inflight = false; /* started, not done, counted in g_inflight */
 };
 using op_ptr = std::shared_ptr<op>;
 
@@ -73,6 +74,7 @@ struct allocation {
   char *map;       /* the mapping: data pages + one guard page */
   size_t data_len; /* data pages' length */
   size_t size;     /* what cudaMalloc was asked for */
+  size_t rounded;  /* size rounded up to 256 bytes: what a kernel may touch */
 };
 
 std::recursive_mutex g_mu;
@@ -80,13 +82,15 @@ std::map<uintptr_t, allocation> g_allocs; /* by the pointer cudaMalloc returned 
 std::vector<CUstream_st *> g_streams;
 CUstream_st g_default_stream;
 size_t g_mem_used, g_mem_limit;
-int g_open;      /* >0: device memory accessible (queued work running or in flight) */
+int g_inflight;  /* started pieces of queued work not yet done (collectives waiting for peers) */
+std::vector<std::pair<char *, size_t>> g_opened; /* page spans made accessible since the last close */
 int g_fence = 1; /* NDL_EMU_FENCE */
 int g_gpus = 1;
 unsigned long long g_seed = 1;
 thread_local cudaError_t t_last = cudaSuccess;
 thread_local int t_device = 0;
-thread_local const char *t_running = nullptr; /* the kernel or copy now running, for a fault's message */
+thread_local const char *volatile t_running = nullptr; /* the kernel or copy now running, for a fault's message */
+thread_local volatile int t_draining; /* this thread runs queued work (volatile: the SIGSEGV handler reads it) */
 
 [[noreturn]] void vfatal(const char *fmt, va_list ap) {
   char line[512];
@@ -108,20 +112,35 @@ cudaError_t fail(cudaError_t e) {
   return e;
 }
 
-void protect(const allocation &a, int open) {
-  if (mprotect(a.map, a.data_len, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0)
-    fatal("mprotect of device memory failed");
+/* Fencing is lazy: queued work runs with device memory fenced, and its first touch of a page of an
+ * allocation (a SIGSEGV in the draining thread) opens that allocation, or the 256 KiB around the
+ * touch in a large one; what was opened is fenced again once no queued work runs (close_opened),
+ * so a step costs a few mprotect calls per allocation it touches, not per allocation alive. */
+const size_t kWhole = (size_t)1 << 20, kWindow = (size_t)256 << 10;
+
+/* Open the pages of [p, p+n) (inside one allocation's data pages). Async-signal-safe enough for
+ * the handler: g_opened's capacity is reserved up front, and pushes past it only happen outside. */
+void open_span(char *p, size_t n) {
+  char *lo = (char *)((uintptr_t)p & ~(uintptr_t)(kPage - 1));
+  char *hi = (char *)(((uintptr_t)p + n + kPage - 1) & ~(uintptr_t)(kPage - 1));
+  if (mprotect(lo, (size_t)(hi - lo), PROT_READ | PROT_WRITE) != 0) fatal("mprotect of device memory failed");
+  g_opened.emplace_back(lo, (size_t)(hi - lo));
 }
 
-/* Device memory becomes accessible for queued work (nested: in-flight collectives keep it so). */
-void open_memory() {
-  if (g_open++ == 0 && g_fence)
-    for (auto &kv : g_allocs) protect(kv.second, 1);
+void close_opened() {
+  if (!g_fence || g_inflight) return;
+  for (auto &span : g_opened) mprotect(span.first, span.second, PROT_NONE);
+  g_opened.clear();
 }
 
-void close_memory() {
-  if (--g_open == 0 && g_fence)
-    for (auto &kv : g_allocs) protect(kv.second, 0);
+/* The allocation whose kernel-visible bytes [ptr, ptr+rounded) hold u, or nullptr. */
+const allocation *find_touch(uintptr_t u, uintptr_t *base) {
+  auto it = g_allocs.upper_bound(u);
+  if (it == g_allocs.begin()) return nullptr;
+  --it;
+  if (u - it->first >= it->second.rounded) return nullptr;
+  *base = it->first;
+  return &it->second;
 }
 
 /* The allocation holding [p, p+n), or nullptr. */
@@ -138,11 +157,21 @@ const allocation *find_range(const void *p, size_t n) {
 void segv_handler(int sig, siginfo_t *si, void *ctx) {
   (void)ctx;
   char line[320];
-  const allocation *a = find_range(si->si_addr, 1);
+  uintptr_t u = (uintptr_t)si->si_addr, base = 0;
+  const allocation *a = find_touch(u, &base);
+  if (t_draining && a && g_fence && g_opened.size() < g_opened.capacity()) { /* first touch: open */
+    if (a->data_len <= kWhole) {
+      open_span(a->map, a->data_len);
+    } else {
+      uintptr_t lo = (u - (uintptr_t)a->map) / kWindow * kWindow;
+      open_span(a->map + lo, lo + kWindow <= a->data_len ? kWindow : a->data_len - lo);
+    }
+    return; /* the access runs again */
+  }
   int n;
-  if (t_running)
+  if (t_draining)
     n = snprintf(line, sizeof line, "cuda emu: %s touched %p, outside every device allocation (a GPU would fault: "
-                 "illegal address)\n", t_running, si->si_addr);
+                 "illegal address)\n", t_running ? t_running : "queued work", si->si_addr);
   else if (a)
     n = snprintf(line, sizeof line, "cuda emu: host code touched device memory at %p (a %zu-byte cudaMalloc "
                  "allocation): copy it with cudaMemcpy instead\n", si->si_addr, a->size);
@@ -169,6 +198,7 @@ void init_once() {
   sa.sa_flags = SA_SIGINFO;
   sigaction(SIGSEGV, &sa, nullptr);
   sigaction(SIGBUS, &sa, nullptr);
+  g_opened.reserve(1 << 16);
 }
 
 /* The emulator's cuBLAS and NCCL are what the backend's loaders find (unless a test points them
@@ -222,22 +252,32 @@ bool drain_partners(CUstream_st *s, bool wait) {
 /* Run s's queue: all of it (wait), or until a piece is still in flight (returns false then). */
 bool drain(CUstream_st *s, bool wait) {
   if (!s->queue.empty() && !drain_partners(s, wait)) return false;
+  int outer = t_draining;
+  t_draining = 1;
+  bool done = true;
   while (!s->queue.empty()) {
     op_ptr o = s->queue.front();
     if (!o->started) {
       o->started = true;
-      open_memory();
       o->start();
     }
-    while (o->poll && !o->poll()) {
-      if (!wait) return false;
-      usleep(20); /* a collective waiting for its peers (an abort from another thread ends it) */
+    if (o->poll && !o->poll()) {
+      if (!o->inflight) g_inflight++;
+      o->inflight = true;
+      if (!wait) {
+        done = false;
+        break;
+      }
+      while (!o->poll()) usleep(20); /* a collective waiting for its peers (an abort ends it) */
     }
+    if (o->inflight) g_inflight--;
+    o->inflight = false;
     o->started = false; /* a graph's op runs again on the next launch */
-    close_memory();
     s->queue.pop_front();
   }
-  return true;
+  t_draining = outer;
+  if (!outer) close_opened();
+  return done;
 }
 
 void drain_all() {
@@ -444,6 +484,14 @@ cudaError_t ndl_emu_enqueue(cudaStream_t stream, void (*start)(void *), int (*po
   return enqueue(stream, o);
 }
 
+void ndl_emu_open(const void *ptr, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  if (!t_draining) fatal("ndl_emu_open outside queued work");
+  if (!g_fence || bytes == 0) return;
+  if (!find_range(ptr, bytes)) fatal("ndl_emu_open(%p, %zu): not inside one device allocation", ptr, bytes);
+  open_span((char *)ptr, bytes);
+}
+
 int ndl_emu_device_range(const void *ptr, size_t bytes) {
   init();
   std::lock_guard<std::recursive_mutex> lock(g_mu);
@@ -520,8 +568,8 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
   if (size > g_mem_limit || g_mem_used + data_len > g_mem_limit) return fail(cudaErrorMemoryAllocation);
   char *m = (char *)mmap(nullptr, data_len + kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
-  allocation a{m, data_len, size};
-  if (!g_fence || g_open) protect(a, 1);
+  allocation a{m, data_len, size, rounded};
+  if (!g_fence && mprotect(m, data_len, PROT_READ | PROT_WRITE) != 0) fatal("mprotect of device memory failed");
   char *p = m + data_len - rounded; /* its rounded end abuts the guard page */
   g_allocs[(uintptr_t)p] = a;
   g_mem_used += data_len;
@@ -537,7 +585,15 @@ cudaError_t cudaFree(void *ptr) {
   auto it = g_allocs.find((uintptr_t)ptr);
   if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
   drain_all(); /* cudaFree waits for the device */
-  munmap(it->second.map, it->second.data_len + kPage);
+  char *m = it->second.map;
+  for (size_t i = 0; i < g_opened.size();)
+    if (g_opened[i].first >= m && g_opened[i].first < m + it->second.data_len) {
+      g_opened[i] = g_opened.back();
+      g_opened.pop_back();
+    } else {
+      i++;
+    }
+  munmap(m, it->second.data_len + kPage);
   g_mem_used -= it->second.data_len;
   g_allocs.erase(it);
   return cudaSuccess;
@@ -568,11 +624,12 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
     }
     case cudaMemcpyDeviceToHost: /* pageable: returns once the copy is done */
       drain(s, true);
-      open_memory();
+      t_draining = 1;
       t_running = "a device-to-host copy";
       memcpy(dst, src, count);
       t_running = nullptr;
-      close_memory();
+      t_draining = 0;
+      close_opened();
       return cudaSuccess;
     case cudaMemcpyDeviceToDevice:
       return enqueue(stream, make_op([dst, src, count]() { memmove(dst, src, count); }));

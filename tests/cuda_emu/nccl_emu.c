@@ -4,8 +4,9 @@
  * the stream reaches them, done when MPI_Test says so, so a peer that stops answering leaves the
  * stream not ready, as on a GPU, and ncclCommAbort ends the wait. As NCCL does, ncclCommInitRank
  * refuses ranks of one host on one GPU ("Duplicate GPU detected"), and a rank whose unique id
- * differs from rank 0's. Test hook: NDL_EMU_NCCL_FAIL_AT=K makes the K-th collective (from 1) fail
- * asynchronously (ncclRemoteError), as a dead link would. Leaves out: every reduction but sum, every
+ * differs from rank 0's. Test hooks: NDL_EMU_NCCL_FAIL_AT=K makes the K-th collective (from 1) fail
+ * asynchronously (ncclRemoteError), as a dead link would; NDL_EMU_NCCL_STALL_AT=K makes it never
+ * finish (until ncclCommAbort), as a peer that stopped answering would. Leaves out: every reduction but sum, every
  * call needle-c does not make. */
 #include <nccl.h>
 
@@ -22,6 +23,7 @@ struct ncclComm {
   int rank, nranks;
   long long collectives; /* started so far */
   long long fail_at;     /* NDL_EMU_NCCL_FAIL_AT, 0: none */
+  long long stall_at;    /* NDL_EMU_NCCL_STALL_AT, 0: none */
   atomic_int aborted;
   atomic_int async_error; /* an ncclResult_t */
 };
@@ -35,6 +37,7 @@ typedef struct job {
   int root; /* -1: all-reduce */
   MPI_Request req;
   int done;
+  int stalled; /* NDL_EMU_NCCL_STALL_AT: never done, until an abort */
 } job;
 
 static const char *tag = "NCCL WARN (emulated)";
@@ -48,6 +51,12 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
   if (got != 32) return ncclSystemError;
   memcpy(id->internal + 32, "ndl-emu", 7);
   return ncclSuccess;
+}
+
+static void read_hooks(struct ncclComm *c) {
+  const char *f = getenv("NDL_EMU_NCCL_FAIL_AT"), *t = getenv("NDL_EMU_NCCL_STALL_AT");
+  c->fail_at = f && *f ? atoll(f) : 0;
+  c->stall_at = t && *t ? atoll(t) : 0;
 }
 
 static unsigned long long host_hash(void) {
@@ -68,8 +77,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     if (!c) return ncclSystemError;
     c->comm = MPI_COMM_NULL;
     c->nranks = 1;
-    const char *f = getenv("NDL_EMU_NCCL_FAIL_AT");
-    c->fail_at = f && *f ? atoll(f) : 0;
+    read_hooks(c);
     *out = c;
     return ncclSuccess;
   }
@@ -89,8 +97,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
   MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
   c->rank = rank;
   c->nranks = nranks;
-  const char *f = getenv("NDL_EMU_NCCL_FAIL_AT");
-  c->fail_at = f && *f ? atoll(f) : 0;
+  read_hooks(c);
   /* every rank must hold rank 0's id, and each (host, device) at most one rank */
   ncclUniqueId root = id;
   MPI_Bcast(&root, (int)sizeof root, MPI_BYTE, 0, c->comm);
@@ -146,6 +153,14 @@ static void job_start(void *arg) {
     j->done = 1;
     return;
   }
+  if (c->stall_at && c->collectives == c->stall_at) {
+    j->stalled = 1;
+    return;
+  }
+  if (j->count) { /* MPI and, through CMA, the peer processes touch them until the job is done */
+    ndl_emu_open(j->recv, j->count * j->elem);
+    if (j->send && j->send != j->recv) ndl_emu_open(j->send, j->count * j->elem);
+  }
   if (j->recv != j->send && (j->root < 0 || c->rank == j->root)) memcpy(j->recv, j->send, j->count * j->elem);
   if (c->comm == MPI_COMM_NULL) { /* one rank: the copy above was all of it */
     j->done = 1;
@@ -162,6 +177,7 @@ static void job_start(void *arg) {
 static int job_poll(void *arg) {
   job *j = arg;
   if (j->done || atomic_load(&j->c->aborted) || atomic_load(&j->c->async_error) != ncclSuccess) return 1;
+  if (j->stalled) return 0;
   int flag = 0;
   MPI_Test(&j->req, &flag, MPI_STATUS_IGNORE);
   j->done = flag;
@@ -182,7 +198,7 @@ static ncclResult_t enqueue(const void *send, void *recv, size_t count, ncclData
   }
   job *j = calloc(1, sizeof *j);
   if (!j) return ncclSystemError;
-  *j = (job){c, send, recv, count, elem, type, root, MPI_REQUEST_NULL, 0};
+  *j = (job){c, send, recv, count, elem, type, root, MPI_REQUEST_NULL, 0, 0};
   if (ndl_emu_enqueue(stream, job_start, job_poll, free, j) != cudaSuccess) return ncclUnhandledCudaError;
   return ncclSuccess;
 }

@@ -105,6 +105,9 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
  * holding it is destroyed. Returns the call's status (a capture-invalidating call fails). */
 cudaError_t ndl_emu_enqueue(cudaStream_t stream, void (*start)(void *), int (*poll)(void *), void (*drop)(void *),
                             void *arg);
+/* Make [ptr, ptr+bytes) (device memory) accessible to threads other than the one running queued
+ * work (OpenBLAS's, a peer reading it through MPI), from a start(arg) until the work is done. */
+void ndl_emu_open(const void *ptr, size_t bytes);
 /* Whether [ptr, ptr+bytes) lies inside one live device allocation (0: it does not). */
 int ndl_emu_device_range(const void *ptr, size_t bytes);
 /* Abort the process with one line naming the emulator (a usage the real device would fault on). */
