@@ -16,11 +16,20 @@ extern "C" {
 /* Sum-all-reduce n doubles in place across ranks (SyncBN's statistics); returns a status. */
 typedef ndl_status (*ndl_allreduce_fn)(void *handle, double *buf, int64_t n);
 
+/* SyncBN's all-reduce as a process group offers it: host sums host memory (every backend can
+ * stage through it); device (NULL: none) sums memory of the computing backend in place, that
+ * backend's earlier work on it complete (NCCL), so a device backend need not stage it. */
+typedef struct ndl_allreduce {
+  ndl_allreduce_fn host, device;
+  void *handle;
+} ndl_allreduce;
+
 /* Saved state of the fused ops (node->aux), written by forward, read by backward. */
 typedef struct ndl_norm_state {
   float eps;
   int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
   ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
+  ndl_allreduce_fn allreduce_device; /* the same on backend memory (ndl_allreduce.device), or NULL */
   void *handle;
   float *xhat, *invstd, *mean, *var; /* backend memory (the data arena), like the tensors */
   /* batchnorm: when running_mean is non-NULL, forward folds the batch statistics into

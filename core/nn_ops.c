@@ -75,9 +75,8 @@ static ndl_norm_state *norm_state(ndl_ctx *ctx, const ndl_tensor *x, int64_t sta
 }
 
 ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b,
-                                        float eps, int64_t global_rows, ndl_allreduce_fn allreduce,
-                                        void *handle, float *running_mean, float *running_var,
-                                        float momentum) {
+                                        float eps, int64_t global_rows, const ndl_allreduce *sync,
+                                        float *running_mean, float *running_var, float momentum) {
   if (!check_2d(ctx, "batchnorm", x)) return NULL;
   int64_t d = x->shape[1];
   if (!check_vec(ctx, "batchnorm", x, w, d) || !check_vec(ctx, "batchnorm", x, b, d)) return NULL;
@@ -85,8 +84,11 @@ ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor 
   if (global_rows <= 0) global_rows = x->shape[0];
   ndl_norm_state *s = norm_state(ctx, x, d, eps, global_rows);
   if (!s) return NULL;
-  s->allreduce = allreduce;
-  s->handle = handle;
+  if (sync && sync->host) {
+    s->allreduce = sync->host;
+    s->allreduce_device = sync->device;
+    s->handle = sync->handle;
+  }
   s->running_mean = running_mean;
   s->running_var = running_var;
   s->momentum = momentum;
@@ -96,8 +98,8 @@ ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor 
 ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b, float eps,
                                 int64_t global_rows, ndl_allreduce_fn allreduce, void *handle,
                                 float *mean_out, float *var_out) {
-  ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, w, b, eps, global_rows, allreduce, handle, NULL,
-                                              NULL, 0.0f);
+  ndl_allreduce sync = {allreduce, NULL, handle};
+  ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, w, b, eps, global_rows, &sync, NULL, NULL, 0.0f);
   if (!y) return NULL;
   const ndl_norm_state *s = y->aux;
   size_t bytes = (size_t)x->shape[1] * sizeof(float);

@@ -26,11 +26,11 @@ ndl_tensor *ndl_batchnorm_train(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_
                                 float *mean_out, float *var_out);
 /* The same, folding the batch statistics into running_mean/running_var (D floats each in the
  * backend's memory, both NULL for none) inside the fused forward: r = keep*r + momentum*stat with
- * keep = float(1 - momentum), skipped when the global batch has 0 rows (backend.h). */
+ * keep = float(1 - momentum), skipped when the global batch has 0 rows (backend.h). sync: SyncBN's
+ * all-reduce (NULL, or a NULL host function: one process). */
 ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor *w, ndl_tensor *b,
-                                        float eps, int64_t global_rows, ndl_allreduce_fn allreduce,
-                                        void *handle, float *running_mean, float *running_var,
-                                        float momentum);
+                                        float eps, int64_t global_rows, const ndl_allreduce *sync,
+                                        float *running_mean, float *running_var, float momentum);
 
 /* Per-row layer norm of x[N,D] with weight/bias [D]. In both norms a NULL weight reads as 1 and a
  * NULL bias as 0 (PyTorch's affine=False). */

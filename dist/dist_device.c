@@ -9,6 +9,12 @@
 
 int ndl_dist_uses_nccl(const ndl_dist *d) { return d && d->nccl != NULL; }
 
+ndl_status ndl_dist_allreduce_dev_cb(void *handle, double *buf, int64_t n) {
+  ndl_dist *d = handle;
+  NDL_ASSERT(d && d->nccl && n >= 0 && (buf || n == 0));
+  return ndl_dist_nccl_collective(d, NULL, NDL_DIST_SUM_F64, buf, n, 0, "syncbn allreduce", 1);
+}
+
 /* The staging buffer, grown to at least bytes; NULL with NDL_ERR_NOMEM set. */
 static void *stage(ndl_dist *d, size_t bytes, const char *what) {
   if (d->stage_bytes >= bytes) return d->stage;
@@ -27,7 +33,7 @@ ndl_status ndl_dist_allreduce_sum_dev(ndl_dist *d, const ndl_backend *be, float 
                                       const char *what) {
   NDL_ASSERT(d && be && what && n >= 0 && (buf || n == 0));
   if (be->device == NDL_DEV_CPU) return ndl_dist_allreduce_sum(d, buf, n, what);
-  if (d->nccl) return ndl_dist_nccl_collective(d, be, NDL_DIST_SUM_F32, buf, n, 0, what);
+  if (d->nccl) return ndl_dist_nccl_collective(d, be, NDL_DIST_SUM_F32, buf, n, 0, what, 0);
   if (d->world == 1 || n == 0) return NDL_OK;
   size_t bytes = (size_t)n * sizeof(float);
   float *h = stage(d, bytes, what);
@@ -47,7 +53,7 @@ ndl_status ndl_dist_broadcast_dev(ndl_dist *d, const ndl_backend *be, void *buf,
   if (be->device == NDL_DEV_CPU) return ndl_dist_broadcast(d, buf, bytes, root, what);
   if (root < 0 || root >= d->world)
     return ndl_errorf(NDL_ERR_ARG, "%s: broadcast root %d outside 0..%d", what, root, d->world - 1);
-  if (d->nccl) return ndl_dist_nccl_collective(d, be, NDL_DIST_BCAST, buf, bytes, root, what);
+  if (d->nccl) return ndl_dist_nccl_collective(d, be, NDL_DIST_BCAST, buf, bytes, root, what, 0);
   if (d->world == 1 || bytes == 0) return NDL_OK;
   void *h = stage(d, (size_t)bytes, what);
   if (!h) return NDL_ERR_NOMEM;

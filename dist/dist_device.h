@@ -30,6 +30,9 @@ ndl_status ndl_dist_gpu_bind(ndl_dist *d, int count);
 ndl_status ndl_dist_nccl_init(ndl_dist *d);
 /* Whether ndl_dist_nccl_init succeeded on d. */
 int ndl_dist_uses_nccl(const ndl_dist *d);
+/* SyncBN's device all-reduce (ndl_allreduce.device, core/backend.h) over d's NCCL communicator:
+ * n doubles of device memory, whose producing work the caller has finished; handle is d. */
+ndl_status ndl_dist_allreduce_dev_cb(void *handle, double *buf, int64_t n);
 /* Sum n floats of buf (memory of be) over all ranks in place, what names it in messages; completed
  * on return (NCCL: after be->sync, on the communicator's stream, waited for under the deadline). */
 ndl_status ndl_dist_allreduce_sum_dev(ndl_dist *d, const ndl_backend *be, float *buf, int64_t n,

@@ -67,10 +67,11 @@ void ndl_dist_mpi_abort(ndl_dist *d, int code);
 void ndl_dist_mpi_free(ndl_dist *d);
 
 /* The NCCL transport (dist_nccl.c; dist_nccl_none.c in builds without CUDA). One collective on
- * d->nccl (SUM_F32, SUM_F64 or BCAST; count elements, bytes for BCAST) over memory of be. */
+ * d->nccl (SUM_F32, SUM_F64 or BCAST; count elements, bytes for BCAST) over device memory, after
+ * be's queued work (NULL: the caller has finished it); syncbn marks SyncBN's for the profile. */
 struct ndl_backend;
 ndl_status ndl_dist_nccl_collective(ndl_dist *d, const struct ndl_backend *be, ndl_dist_op op, void *buf,
-                                    int64_t count, int root, const char *what);
+                                    int64_t count, int root, const char *what, int syncbn);
 /* Destroy the communicator (skipped after an abort); NULL d->nccl is a no-op. */
 void ndl_dist_nccl_free(ndl_dist *d);
 

@@ -228,15 +228,15 @@ static ndl_status wait_stream(ndl_dist *d, cudaStream_t s, const char *what, dou
 }
 
 ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist_op op, void *buf,
-                                    int64_t count, int root, const char *what) {
+                                    int64_t count, int root, const char *what, int syncbn) {
   struct ndl_dist_nccl *n = d->nccl;
-  NDL_ASSERT(n && be && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64 || op == NDL_DIST_BCAST));
+  NDL_ASSERT(n && (op == NDL_DIST_SUM_F32 || op == NDL_DIST_SUM_F64 || op == NDL_DIST_BCAST));
   if (d->broken) return ndl_errorf(NDL_ERR_DIST, "%s: an earlier collective failed on this rank", what);
   n->seq++;
   ndl_dist_collective_fault(d, what);
   /* backend.h names no stream: the backward is finished first, then the collective runs on ours and
    * is waited for under the deadline (so a dead peer is a timeout here, not a hang in a later copy) */
-  be->sync();
+  if (be) be->sync();
   cudaStream_t s = n->stream;
   double t0 = now_s();
   if (op == NDL_DIST_BCAST)
@@ -247,7 +247,7 @@ ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist
   ndl_watchdog_collective(d->watchdog, d->timeout_s);
   ndl_status st = wait_stream(d, s, what, t0);
   ndl_watchdog_collective(d->watchdog, 0);
-  if (st == NDL_OK && d->profile) ndl_profile_collective(d->profile, 0, now_s() - t0, now_s() - t0);
+  if (st == NDL_OK && d->profile) ndl_profile_collective(d->profile, syncbn, now_s() - t0, now_s() - t0);
   return st;
 }
 

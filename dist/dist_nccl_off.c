@@ -12,8 +12,8 @@ ndl_status ndl_dist_nccl_init(ndl_dist *d) {
 }
 
 ndl_status ndl_dist_nccl_collective(ndl_dist *d, const ndl_backend *be, ndl_dist_op op, void *buf,
-                                    int64_t count, int root, const char *what) {
-  (void)d, (void)be, (void)op, (void)buf, (void)count, (void)root;
+                                    int64_t count, int root, const char *what, int syncbn) {
+  (void)d, (void)be, (void)op, (void)buf, (void)count, (void)root, (void)syncbn;
   NDL_ABORT("dist: %s: NCCL collective in a build without NCCL", what);
 }
 

@@ -100,8 +100,8 @@ ndl_status ndl_trainer_init_on(ndl_trainer *t, const ndl_train_config *cfg, ndl_
     return ndl_errorf(small, "%s: %lld test images, fewer than the %d ranks", cfg->data_dir,
                       (long long)t->test.n, t->world);
   if (t->world > 1 && cfg->sync_bn != 0) {
-    t->env.allreduce = ndl_dist_allreduce_cb;
-    t->env.allreduce_handle = dist;
+    t->env.sync.host = ndl_dist_allreduce_cb;
+    t->env.sync.handle = dist;
   }
   if (t->train.n) {
     if (t->train.n < cfg->batch_size)
@@ -133,6 +133,8 @@ ndl_status ndl_trainer_sync_start(ndl_trainer *t) {
     t->cfg.collectives = NDL_COLL_MPI;
     t->cfg.collectives_auto = 0;
   }
+  /* SyncBN's sums over NCCL too, on the GPU, without the host staging */
+  if (t->env.sync.host && ndl_dist_uses_nccl(t->dist)) t->env.sync.device = ndl_dist_allreduce_dev_cb;
   if (t->world == 1) return NDL_OK;
   const ndl_train_config *c = &t->cfg;
   ndl_dist_field f[16];

@@ -25,7 +25,7 @@ ndl_status ndl_trainer_device_setup(ndl_trainer *t) {
   if ((st = ndl_step_graph_new(be, &t->graph)) != NDL_OK) return st;
   if (t->cfg.drop_prob > 0 || t->cfg.model == NDL_MODEL_MLPRESNET) /* needle's MLPResNet draws them at p = 0 too */
     ndl_step_graph_off(t->graph, "dropout masks are drawn on the host every step");
-  if (t->env.allreduce) ndl_step_graph_off(t->graph, "SyncBN sums its batch statistics on the host");
+  if (t->env.sync.host) ndl_step_graph_off(t->graph, "SyncBN sums its batch statistics on the host");
   return NDL_OK;
 }
 

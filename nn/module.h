@@ -22,8 +22,7 @@ typedef struct ndl_nn_env {
   int64_t global_rows; /* rows of the global batch; 0 means the local batch is the global one */
   int64_t row_offset;  /* first global row of the local batch */
   int fused;           /* 1: fused kernels (default); 0: composed reference ops */
-  ndl_allreduce_fn allreduce; /* NULL on one process */
-  void *allreduce_handle;
+  ndl_allreduce sync; /* SyncBN's all-reduce: sync.host NULL on one process */
 } ndl_nn_env;
 
 void ndl_nn_env_init(ndl_nn_env *env, ndl_rng *rng);

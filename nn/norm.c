@@ -100,14 +100,14 @@ static ndl_tensor *batchnorm_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x)
     return ndl_add(ctx, ndl_mul(ctx, rowvec(ctx, b->weight, x), xh), rowvec(ctx, b->bias, x));
   }
   ndl_nn_env *env = m->env;
-  if (env->fused || env->allreduce) {
+  if (env->fused || env->sync.host) {
     /* SyncBN averages over the global batch; plain BN over this process's rows. The fused op folds
      * the batch statistics into the running buffers unless the global batch is empty. */
-    int64_t rows = env->allreduce ? env->global_rows : 0;
-    ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, b->weight, b->bias, b->eps, rows, env->allreduce,
-                                                env->allreduce_handle, ndl_tensor_ptr(b->running_mean),
+    int64_t rows = env->sync.host ? env->global_rows : 0;
+    ndl_tensor *y = ndl_batchnorm_train_running(ctx, x, b->weight, b->bias, b->eps, rows, &env->sync,
+                                                ndl_tensor_ptr(b->running_mean),
                                                 ndl_tensor_ptr(b->running_var), b->momentum);
-    if (y && (env->allreduce ? rows > 0 || x->shape[0] > 0 : x->shape[0] > 0)) count_batch(ctx, b);
+    if (y && (env->sync.host ? rows > 0 || x->shape[0] > 0 : x->shape[0] > 0)) count_batch(ctx, b);
     return y;
   }
   ndl_tensor *mean, *var;

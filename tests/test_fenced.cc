@@ -78,7 +78,7 @@ Result train(const ndl_backend *be, const Config &cfg, const std::string &save_p
   ndl_nn_env_init_on(&env, &rng, be->device);
   env.fused = cfg.fused;
   if (cfg.sync) {
-    env.allreduce = identity_allreduce;
+    env.sync.host = identity_allreduce;
     env.global_rows = kBatch;
   }
   ndl_module *model = ndl_nn_mlp_resnet(&env, kDim, kHidden, 3, kClasses, cfg.norm, 0.1f);

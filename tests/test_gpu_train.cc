@@ -165,6 +165,18 @@ TEST_F(GpuTrain, NcclRanksWithAGpuEachFollowOneRank) {
   expect_follows(losses("one.jsonl"), losses("two.jsonl"), 50, 1e-5);
 }
 
+TEST_F(GpuTrain, NcclCarriesSyncBnSumsOnTheGpu) {
+  NEED_GPU();
+  if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";
+  if (!emulated()) GTEST_SKIP() << "which collective NCCL runs first is seen through the emulated device's hook";
+  std::string why, mpi = two_ranks_two_gpus(&why);
+  if (mpi.empty()) GTEST_SKIP() << why;
+  // step 1's first NCCL collective is the first BatchNorm's SyncBN sums, not the gradient all-reduce
+  RunResult r = train(kSgd + "--device cuda --collectives nccl", "fail.jsonl", "env NDL_EMU_NCCL_FAIL_AT=1 " + mpi);
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("NCCL failed in syncbn allreduce (NCCL collective #1)"), std::string::npos) << r.err;
+}
+
 TEST_F(GpuTrain, NcclThatCannotLoadIsExit5WhenAskedForAndMpiByDefault) {
   NEED_GPU();
   if (!ndl_dist_nccl_built()) GTEST_SKIP() << "this build has no NCCL";

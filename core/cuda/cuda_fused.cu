@@ -129,6 +129,15 @@ ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *de
     ndl_cuda_capture_break();
     return ndl_ctx_fail(ctx, NDL_ERR_ARG, "batchnorm: SyncBN's all-reduce cannot run inside a captured step");
   }
+  if (s->allreduce_device) { /* the process group sums device memory itself (NCCL) */
+    NDL_CUDA_CHECK(cudaStreamSynchronize(st)); /* the sums it reads are complete */
+    ndl_status r = s->allreduce_device(s->handle, dev, n);
+    if (r != NDL_OK) {
+      s->status = r;
+      return ndl_ctx_fail(ctx, r, "batchnorm: all-reduce failed: %s", ndl_last_error());
+    }
+    return NDL_OK;
+  }
   double *host = (double *)malloc(bytes ? bytes : 1);
   if (!host) return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "batchnorm: no host memory to stage %zu bytes", bytes);
   NDL_CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, st));
