@@ -8,7 +8,9 @@
 # Env: NDL_GPU_CHECK_SKIP_GPU=1 (= --build-only), NDL_GPU_CHECK_DEVICE=cpu (time on the CPU: tests the
 # script without a GPU), NDL_GPU_CARRY (gpu_carry), NDL_GPU_BUILD (build-gpu), NDL_DATA, NDL_PYTHON (a python3
 # with torch), NDL_GPU_CHECK_BUDGET (seconds for the whole check, 420), NDL_GPU_CHECK_JOBS (build jobs,
-# nproc), NDL_GPU_CHECK_CTEST_JOBS (8), NDL_GPU_CHECK_EPOCHS (3).
+# nproc), NDL_GPU_CHECK_CTEST_JOBS (8), NDL_GPU_CHECK_EPOCHS (3), NDL_GPU_CHECK_BATCHES (the batch sweep's
+# sizes, "100 1000 10000 60000"), NDL_GPU_CHECK_EMU=1 (a rehearsal without a GPU: build against the
+# emulated device of tests/cuda_emu, every stage runs, PyTorch on the CPU; its times are not a GPU's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,6 +21,9 @@ budget=${NDL_GPU_CHECK_BUDGET:-420}
 jobs=${NDL_GPU_CHECK_JOBS:-$(nproc)}
 epochs=${NDL_GPU_CHECK_EPOCHS:-3}
 skip_gpu=${NDL_GPU_CHECK_SKIP_GPU:-0}
+emu=${NDL_GPU_CHECK_EMU:-0}
+torch_device=$device
+[ "$emu" = 1 ] && torch_device=cpu
 case "${1:-}" in
   --build-only) skip_gpu=1 ;;
   "") ;;
@@ -51,7 +56,7 @@ finish() {
   fi
   if [ -n "${OUT:-}" ] && mkdir -p "$OUT"; then
     cp "$work/summary.txt" "$OUT/gpu_check_summary.txt"
-    for f in ctest.log ours.jsonl ours.err ours_graph.jsonl torch.txt; do [ -f "$work/$f" ] && cp "$work/$f" "$OUT/gpu_check_$f"; done
+    for f in ctest.log ours.jsonl ours.err ours_graph.jsonl torch.txt mlp_eager.jsonl mlp_graph.jsonl; do [ -f "$work/$f" ] && cp "$work/$f" "$OUT/gpu_check_$f"; done
   fi
   exit "$rc"
 }
@@ -69,7 +74,9 @@ for p in ${NDL_PYTHON:-} python3 /usr/bin/python3; do
   command -v "$p" >/dev/null && timeout 120 "$p" -c 'import torch, numpy' 2>/dev/null && { py=$p; break; }
 done
 card=""
-if command -v nvidia-smi >/dev/null; then
+if [ "$emu" = 1 ]; then
+  card="emulated device (tests/cuda_emu, NDL_CUDA_EMU=ON): a rehearsal, no GPU; times below are CPU times"
+elif command -v nvidia-smi >/dev/null; then
   card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 fi
 if [ -z "$card" ] && [ -n "$py" ]; then
@@ -91,6 +98,7 @@ stage "prefix"
 pre=$root/$build/prefix
 # CMAKE_POLICY_VERSION_MINIMUM: CMake 4 refuses GoogleTest 1.12's cmake_minimum_required(3.5) without it.
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+[ "$emu" = 1 ] && cmake_args+=(-DNDL_CUDA_EMU=ON)
 [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null && cmake_args+=(-G Ninja)
 prefix_path=""
 if [ -f "$carry/prefix.tar.xz" ]; then
@@ -266,13 +274,13 @@ for r in ../shared/bench/torch_mlpresnet.py shared/bench/torch_mlpresnet.py "$ca
 done
 theirs=""
 if [ -n "$ref" ] && [ -n "$data" ] && [ -n "$py" ]; then
-  timeout "$(limit 240)" "$py" "$ref" "$data" "$epochs" 1 "$device" >"$work/torch.txt" 2>"$work/torch.err"
+  timeout "$(limit 240)" "$py" "$ref" "$data" "$epochs" 1 "$torch_device" >"$work/torch.txt" 2>"$work/torch.err"
   rc=$?
   cat "$work/torch.txt"
   if [ "$rc" -eq 0 ]; then
     times=$(awk '{for (i = 1; i < NF; i++) if ($i == "epoch_s") print $(i + 1)}' "$work/torch.txt")
     theirs=$(echo "$times" | median)
-    note "pytorch eager $device ($ref, 1 thread): $(ms "$theirs") ms/epoch (median of" \
+    note "pytorch eager $torch_device ($ref, 1 thread): $(ms "$theirs") ms/epoch (median of" \
          "$(echo $times | sed 's/ /, /g') s)"
   else
     tail -3 "$work/torch.err"
@@ -288,7 +296,46 @@ if [ -n "$ours" ] && [ -n "$theirs" ]; then
   note "$(awk -v o="$ours" -v t="$theirs" -v d="$device" 'BEGIN {
     printf "ratio: needle-c is %.2fx PyTorch eager per training epoch on %s", t / o, d
     if (d == "cuda") printf " (targets: >= 10x: %s; <= 50 ms/epoch: %s)", (t / o >= 10 ? "met" : "not met"),
-                            (o <= 0.05 ? "met" : "not met")}')"
+                            (o <= 0.05 ? "met" : "not met")}')$([ "$emu" = 1 ] && echo ' [emulated: not a GPU measurement]')"
+fi
+
+# 6. The largest batch that fits, and its samples/s: the default model at each size of the sweep
+#    (epochs enough for >= 20 steps, the first epoch left out of the median); an out-of-memory exit
+#    ends the sweep (the training set has 60,000 images: 60000 is one step per epoch).
+stage "batch sweep (--device $device)"
+if [ "$built" = 1 ] && [ -n "$data" ]; then
+  largest=""
+  for b in ${NDL_GPU_CHECK_BATCHES:-100 1000 10000 60000}; do
+    per=$(( (60000 + b - 1) / b )); ep=$(( (20 + per - 1) / per + 1 )); [ "$ep" -gt 10 ] && ep=10
+    timeout "$(limit 90)" "$build/launch/ndl-train" --device "$device" --data "$data" --epochs "$ep" --quiet \
+      --batch-size "$b" --log "$work/batch_$b.jsonl" >/dev/null 2>"$work/batch_$b.err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+      note "batch $b: exit $rc: $(head -1 "$work/batch_$b.err")"
+      [ "$rc" -eq 1 ] && grep -q "out of device memory" "$work/batch_$b.err" || fail "batch $b" "exit $rc"
+      break
+    fi
+    sps=$(grep -o '"samples_per_s":[0-9.e+-]*' "$work/batch_$b.jsonl" | cut -d: -f2 | tail -n +2 | median)
+    note "batch $b: ${sps:-?} samples/s (median of epochs 2..$ep)"
+    largest="$b (${sps:-?} samples/s)"
+  done
+  note "largest batch that ran: ${largest:-none}"
+fi
+
+# 7. Step time, kernels against gaps: the MLP without dropout (a step CUDA graphs can capture) eager and
+#    replayed; a replay launches the whole step at once, so eager - replayed is the launch gaps' share.
+stage "step breakdown: eager vs --cuda-graph (--model mlp --drop-prob 0)"
+if [ "$built" = 1 ] && [ -n "$data" ] && [ "$device" = cuda ]; then
+  run_ours mlp_eager --model mlp --drop-prob 0
+  eager=$ran
+  run_ours mlp_graph --model mlp --drop-prob 0 --cuda-graph --verbose
+  graph=$ran
+  if [ -n "$eager" ] && [ -n "$graph" ]; then
+    grep -q "eager steps" "$work/mlp_graph.err" && note "--cuda-graph fell back: $(grep -m1 'eager steps' "$work/mlp_graph.err")"
+    note "$(awk -v e="$eager" -v g="$graph" 'BEGIN {
+      printf "step (600/epoch): eager %.1f us, replayed %.1f us: launch gaps ~%.1f us/step (%.0f%% of eager)",
+             e / 600 * 1e6, g / 600 * 1e6, (e - g) / 600 * 1e6, e > 0 ? 100 * (e - g) / e : 0}')"
+  fi
 fi
 finish 0
 }

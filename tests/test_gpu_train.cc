@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -229,6 +230,30 @@ TEST_F(GpuTrain, NcclAsynchronousErrorIsExit5) {
   EXPECT_EQ(r.code, 5) << r.err;
   EXPECT_NE(r.err.find("NCCL failed in"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("remote process exited or there was a network error"), std::string::npos) << r.err;
+}
+
+// Running out of device memory at any allocation (the data sets' upload, parameters, the step's
+// arena, scratch) is exit 1 with one line, never a crash; too little for the backend itself makes
+// --device cuda a usage error (exit 2) naming why.
+TEST_F(GpuTrain, OutOfDeviceMemoryAnywhereIsOneLineNeverACrash) {
+  NEED_GPU();
+  if (!emulated()) GTEST_SKIP() << "a small device memory is the emulated device's (NDL_EMU_MEM_MB)";
+  int oom = 0, ok = 0;
+  for (int mb : {8, 33, 34, 35, 36, 38, 40, 44, 48, 64}) {
+    RunResult r = train(kSgd + "--device cuda --max-steps 5", "oom.jsonl", "env NDL_EMU_MEM_MB=" + std::to_string(mb) + " ");
+    SCOPED_TRACE("NDL_EMU_MEM_MB=" + std::to_string(mb) + ": " + r.err);
+    ASSERT_TRUE(r.code == 0 || r.code == 1 || r.code == 2) << r.code;
+    if (r.code == 0) {
+      ok++;
+      continue;
+    }
+    oom++;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+    EXPECT_EQ(r.err.rfind("ndl-train: ", 0), 0u);
+    EXPECT_NE(r.err.find(r.code == 2 ? "--device cuda: no CUDA device usable" : "memory"), std::string::npos);
+  }
+  EXPECT_GT(oom, 1) << "no limit ran out of memory";
+  EXPECT_GT(ok, 0) << "no limit was enough";
 }
 
 TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {

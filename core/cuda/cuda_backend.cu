@@ -345,7 +345,7 @@ void *ndl_cuda_scratch(size_t bytes) {
 }
 
 ndl_status ndl_cuda_scratch_fail(ndl_ctx *ctx, const char *what, size_t bytes) {
-  return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "cuda: %s: no device scratch for %zu bytes%s", what, bytes,
+  return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "cuda: %s: out of device memory for %zu bytes of scratch%s", what, bytes,
                       g.capturing ? " while capturing a step (run it once uncaptured first)" : "");
 }
 
