@@ -208,6 +208,11 @@ static int check_combination(parse_state *ps, int argc, char **argv, const ndl_t
     return fail(ps, "%s with --device cpu: NCCL all-reduces GPU buffers; the CPU path uses MPI%s", "--collectives nccl", "");
   if (c->device == NDL_DEVICE_CPU && c->cuda_graph)
     return fail(ps, "%s with --device cpu: it replays a CUDA step%s", "--cuda-graph", "");
+  static const char *const sgd_only[] = {"--momentum", "--nesterov"};
+  for (int k = 0; k < 2; k++)
+    if (c->optimizer != NDL_OPT_SGD && given(argc, argv, sgd_only[k]))
+      return fail(ps, "%s: applies to --optimizer sgd only (the %s update has no momentum term to set)", sgd_only[k],
+                  c->optimizer == NDL_OPT_ADAM ? "adam" : c->optimizer == NDL_OPT_ADAMW ? "adamw" : "rmsprop");
   for (int k = 0; k < 2; k++) {
     const char *opt = c->model == NDL_MODEL_MLP ? resnet_only[k] : mlp_only[k];
     if (given(argc, argv, opt))

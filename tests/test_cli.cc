@@ -131,6 +131,8 @@ TEST_F(Cli, UsageErrorsExit2) {
   expect_failure(train("--epochs"), 2, "--epochs: missing value");
   expect_failure(train("--optimizer adagrad"), 2, "expected one of sgd|adam|adamw|rmsprop");
   expect_failure(train("--quiet=1"), 2, "takes no value");
+  expect_failure(train("--momentum 0.9"), 2, "--momentum: applies to --optimizer sgd only (the adam update");
+  expect_failure(train("--optimizer rmsprop --nesterov"), 2, "--nesterov: applies to --optimizer sgd only");
   if (!ndl_backend_cuda(nullptr)) expect_failure(train("--device cuda"), 2, "--device cuda");  // (a GPU trains)
   expect_failure(train("--eval-only --resume " + dir), 2, "--load DIR/ckpt-");
   expect_failure(train("--resume " + dir + " --load " + dir + "/w.safetensors"), 2, "give one of them");
