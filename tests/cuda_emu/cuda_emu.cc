@@ -297,6 +297,18 @@ cudaError_t enqueue(cudaStream_t st, op_ptr o) {
   return cudaSuccess;
 }
 
+/* The stream a synchronize or query waits on, or its error: an unknown handle, or a stream being
+ * captured (waiting inside a capture invalidates it). */
+cudaError_t wait_target(cudaStream_t stream, CUstream_st **s) {
+  if (!known_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
+  *s = stream_of(stream);
+  if ((*s)->capturing) {
+    (*s)->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+
 op_ptr make_op(std::function<void()> start) {
   op_ptr o = std::make_shared<op>();
   o->start = std::move(start);
@@ -695,12 +707,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   init();
   std::lock_guard<std::recursive_mutex> lock(g_mu);
-  if (!known_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-  CUstream_st *s = stream_of(stream);
-  if (s->capturing) {
-    s->invalidated = true;
-    return fail(cudaErrorStreamCaptureUnsupported);
-  }
+  CUstream_st *s = nullptr;
+  cudaError_t e = wait_target(stream, &s);
+  if (e != cudaSuccess) return e;
   if (capture_forbids()) return fail(cudaErrorStreamCaptureUnsupported);
   drain(s, true);
   return cudaSuccess;
@@ -709,12 +718,9 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   init();
   std::lock_guard<std::recursive_mutex> lock(g_mu);
-  if (!known_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
-  CUstream_st *s = stream_of(stream);
-  if (s->capturing) {
-    s->invalidated = true;
-    return fail(cudaErrorStreamCaptureUnsupported);
-  }
+  CUstream_st *s = nullptr;
+  cudaError_t e = wait_target(stream, &s);
+  if (e != cudaSuccess) return e;
   return drain(s, false) ? cudaSuccess : cudaErrorNotReady; /* NotReady is no error: not recorded */
 }
 
