@@ -23,6 +23,8 @@ struct cuda_state {
   cudaStream_t stream;
   cublasHandle_t cublas;
   void *cublas_ws;
+  size_t cublas_ws_bytes;
+  cudaStream_t cublas_stream; /* the stream cuBLAS was last set to (with cublas_ws as its workspace) */
   scratch_block blocks[NDL_SCRATCH_BLOCKS];
   int nblocks, cur;
   size_t off;
@@ -64,14 +66,14 @@ int cuda_init_state(void) {
     return init_fail("cudaStreamCreateWithFlags", cudaGetErrorString(e));
   cublasStatus_t s = ndl_cublas.create(&g.cublas);
   if (s != CUBLAS_STATUS_SUCCESS) return init_fail("cublasCreate", ndl_cublas.status_string(s));
-  NDL_CUBLAS_CHECK(ndl_cublas.set_stream(g.cublas, g.stream));
   /* fp32 GEMMs as the CPU computes them: no TF32 tensor-op rounding */
   NDL_CUBLAS_CHECK(ndl_cublas.set_math_mode(g.cublas, CUBLAS_DEFAULT_MATH));
   /* a fixed workspace, so cuBLAS allocates nothing while a step is captured */
   const size_t ws = (size_t)32 << 20;
   if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess)
     return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
-  NDL_CUBLAS_CHECK(ndl_cublas.set_workspace(g.cublas, g.cublas_ws, ws));
+  g.cublas_ws_bytes = ws;
+  (void)ndl_cuda_cublas_on(g.stream);
   return 1;
 }
 
@@ -307,7 +309,14 @@ const char *ndl_cuda_rank_tag(void) {
   return "";
 }
 void ndl_cuda_capture_break(void) { g.capture_broken = 1; }
-cublasHandle_t ndl_cuda_cublas(void) { return g.cublas; }
+cublasHandle_t ndl_cuda_cublas_on(cudaStream_t st) {
+  if (st != g.cublas_stream) { /* cublasSetStream resets the workspace to cuBLAS's own pool: set ours again */
+    NDL_CUBLAS_CHECK(ndl_cublas.set_stream(g.cublas, st));
+    NDL_CUBLAS_CHECK(ndl_cublas.set_workspace(g.cublas, g.cublas_ws, g.cublas_ws_bytes));
+    g.cublas_stream = st;
+  }
+  return g.cublas;
+}
 
 void ndl_cuda_scratch_reset(void) {
   if (g.nblocks > 1 && !g.capturing && g.graphs_alive == 0) { /* fold the chain into one block */

@@ -74,7 +74,9 @@ __device__ static inline int64_t ndl_cuda_view_off(const ndl_cuda_view &v, int64
 #endif
 
 /* ---- backend state (cuda_backend.cu) ---- */
-cublasHandle_t ndl_cuda_cublas(void);
+/* The cuBLAS handle, its work queued on st with the backend's fixed workspace (cublasSetStream
+ * resets the workspace to cuBLAS's pool, which would allocate inside a captured step). */
+cublasHandle_t ndl_cuda_cublas_on(cudaStream_t st);
 /* Whether a step is being captured (graph_begin..graph_end): work that cannot be recorded (host
  * copies, syncs, allocation) must not run then; ndl_cuda_capture_break makes graph_end fail, so the
  * caller runs the step eagerly instead. */

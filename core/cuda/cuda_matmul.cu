@@ -44,9 +44,8 @@ ndl_status ndl_cuda_gemm(ndl_ctx *ctx, const ndl_tensor *a, const ndl_tensor *b,
   const float *pa = gemm_operand(a, &ta, &lda, st), *pb = gemm_operand(b, &tb, &ldb, st);
   if (!pa || !pb) return ndl_cuda_scratch_fail(ctx, "matmul operand", (size_t)(m * k + k * n) * sizeof(float));
   const float alpha = 1.0f;
-  NDL_CUBLAS_CHECK(ndl_cublas.set_stream(ndl_cuda_cublas(), st));
   /* row-major C[m,n] = A B  <=>  column-major C^T[n,m] = B^T A^T */
-  NDL_CUBLAS_CHECK(ndl_cublas.sgemm(ndl_cuda_cublas(), tb, ta, (int)n, (int)m, (int)k, &alpha, pb, ldb, pa, lda,
+  NDL_CUBLAS_CHECK(ndl_cublas.sgemm(ndl_cuda_cublas_on(st), tb, ta, (int)n, (int)m, (int)k, &alpha, pb, ldb, pa, lda,
                                     &beta, c, (int)n));
   return NDL_OK;
 }

@@ -3,7 +3,9 @@
  * cuBLAS checks them (INVALID_VALUE for negative sizes or short leading dimensions), every operand
  * must lie inside one device allocation (else the emulator aborts, where a GPU would fault), and the
  * GEMM, column-major as cuBLAS's, runs on OpenBLAS when the handle's stream reaches it, with alpha
- * and beta read at the call (host pointer mode). Leaves out: TF32 rounding (the backend asks for
+ * and beta read at the call (host pointer mode). As cuBLAS documents, cublasSetStream resets the
+ * workspace to the default pool; a GEMM captured into a graph without a workspace of the caller's
+ * (cuBLAS would then allocate inside the capture) aborts naming the fix. Leaves out: TF32 rounding (the backend asks for
  * CUBLAS_DEFAULT_MATH, which is plain fp32), device pointer mode, every other routine. */
 #include <cublas_v2.h>
 
@@ -13,6 +15,7 @@
 struct cublasContext {
   cudaStream_t stream;
   cublasMath_t math;
+  int own_workspace; /* cublasSetWorkspace since the last cublasSetStream */
 };
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t *handle) {
@@ -35,6 +38,7 @@ cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
 cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   handle->stream = stream;
+  handle->own_workspace = 0; /* "unconditionally resets the cuBLAS library workspace" */
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -49,6 +53,7 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void *workspace, size_t bytes) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (bytes && !ndl_emu_device_range(workspace, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
+  handle->own_workspace = bytes > 0;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -95,6 +100,9 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, c
       ldc < (m > 1 ? m : 1) || !alpha || !beta)
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  if (!handle->own_workspace && ndl_emu_capturing(handle->stream))
+    ndl_emu_fatal("cublasSgemm captured into a graph on cuBLAS's default workspace pool (cublasSetStream resets the "
+                  "workspace to it; cuBLAS would allocate inside the capture): cublasSetWorkspace after cublasSetStream");
   check_operand("C", C, m, n, ldc);
   if (k > 0) {
     check_operand("A", A, arows, transa == CUBLAS_OP_N ? k : m, lda);

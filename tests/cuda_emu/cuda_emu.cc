@@ -496,6 +496,12 @@ cudaError_t ndl_emu_enqueue(cudaStream_t stream, void (*start)(void *), int (*po
   return enqueue(stream, o);
 }
 
+int ndl_emu_capturing(cudaStream_t stream) {
+  init();
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  return known_stream(stream) && stream_of(stream)->capturing;
+}
+
 void ndl_emu_open(const void *ptr, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(g_mu);
   if (!t_draining) fatal("ndl_emu_open outside queued work");

@@ -108,6 +108,8 @@ cudaError_t ndl_emu_enqueue(cudaStream_t stream, void (*start)(void *), int (*po
 /* Make [ptr, ptr+bytes) (device memory) accessible to threads other than the one running queued
  * work (OpenBLAS's, a peer reading it through MPI), from a start(arg) until the work is done. */
 void ndl_emu_open(const void *ptr, size_t bytes);
+/* Whether work queued on stream now would be recorded by a capture instead of run. */
+int ndl_emu_capturing(cudaStream_t stream);
 /* Whether [ptr, ptr+bytes) lies inside one live device allocation (0: it does not). */
 int ndl_emu_device_range(const void *ptr, size_t bytes);
 /* Abort the process with one line naming the emulator (a usage the real device would fault on). */
