@@ -66,6 +66,7 @@ void ndl_ctx_reset(ndl_ctx *ctx) {
   ndl_arena_reset(&ctx->data);
   ctx->status = NDL_OK;
   ctx->epoch = atomic_fetch_add(&epochs, 1) + 1;
+  ctx->feeds = ctx->feeds_last = NULL; /* (they lived in the arena) */
 }
 
 int ndl_ctx_set_grad(ndl_ctx *ctx, int enabled) {

@@ -92,6 +92,8 @@ typedef struct ndl_ctx {
   int backward_to_leaves; /* set while ndl_graph_backward runs: leaf grads take contributions directly */
   ndl_status status; /* first error since the last reset; ops on a failed context return NULL */
   uint64_t epoch;    /* unique per context and reset: tells a live step-arena gradient from a released one */
+  struct ndl_host_feed *feeds, *feeds_last; /* host-filled tensors recorded for replays (core/host_feed.c) */
+  int recording_feeds;
 } ndl_ctx;
 
 /* Create a context with a step arena (grad mode on) on the CPU backend. Owned; free with ndl_ctx_free. */
@@ -152,6 +154,21 @@ float ndl_tensor_get(const ndl_tensor *t, const int64_t *index);
  * NULL with the status on ctx), then ndl_tensor_host_end uploads them (no-op on the host). */
 float *ndl_tensor_host_begin(ndl_ctx *ctx, ndl_tensor *t);
 void ndl_tensor_host_end(ndl_ctx *ctx, ndl_tensor *t, const float *host);
+
+/* A host fill that can run again for a replayed step (core/host_feed.c): fill(arg, host, n) writes
+ * the n floats of a fresh contiguous step tensor; a captured step records it, with a copy of its
+ * arg (at most NDL_HOST_FEED_ARG bytes), and every replay runs it again, in the same order. */
+#define NDL_HOST_FEED_ARG 64
+typedef void (*ndl_host_fill_fn)(const void *arg, float *host, int64_t n);
+/* Fill t through fill(arg) on the host and upload it. While ctx records feeds (a step being
+ * captured: uploads are no part of a graph) the upload waits for ndl_ctx_feed. Status on ctx. */
+ndl_status ndl_tensor_host_fill(ndl_ctx *ctx, ndl_tensor *t, ndl_host_fill_fn fill, const void *arg,
+                                size_t arg_bytes);
+/* Start (on: a new, empty list) or stop recording host fills on ctx; ndl_ctx_reset drops the list. */
+void ndl_ctx_record_feeds(ndl_ctx *ctx, int on);
+/* Upload every recorded fill's values to its tensor, in recording order; refill: run each fill
+ * again first (the next replay's values, e.g. its dropout draws). Returns ctx's status. */
+ndl_status ndl_ctx_feed(ndl_ctx *ctx, int refill);
 /* A 2-D view of t with its two axes swapped (no allocation). */
 ndl_tensor ndl_view_transposed(const ndl_tensor *t);
 /* Copy all elements in row-major order into out (numel floats, memory of t's device). */

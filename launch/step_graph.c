@@ -1,7 +1,9 @@
 /* step_graph.c: --cuda-graph. The forward and backward of a full batch are captured once in a
  * context of their own (reset only here, so every address the graph holds stays valid) and replayed
  * for every later full batch. The first full batch runs eagerly in that context, so its arenas have
- * grown to the step's size and the capture allocates nothing. The gradient zeroing, all-reduce,
+ * grown to the step's size and the capture allocates nothing. What the host fills during the step
+ * (dropout masks) is recorded by the capture and filled and uploaded again before each replay
+ * (core/host_feed.c), so the draws follow the eager run's. The gradient zeroing, all-reduce,
  * optimizer update and metrics stay eager around the replay: an optimizer's per-step scalars (Adam's
  * bias correction) are kernel arguments that a replay would freeze.
  * Leaves out: deciding when capture applies (launch/trainer_device.c: no dropout, no SyncBN). */
@@ -33,6 +35,7 @@ ndl_status ndl_step_graph_run(ndl_step_graph *g, int full, ndl_ctx *eager_ctx, n
                               ndl_tensor **logits, ndl_tensor **loss) {
   if (!g || g->off || !full) return fn(arg, eager_ctx, logits, loss);
   if (g->exec) {
+    if (ndl_ctx_feed(g->ctx, 1) != NDL_OK) return g->ctx->status; /* this step's host fills, uploaded */
     if (g->be->graph_replay(g->exec) != 0)
       return ndl_errorf(NDL_ERR_NOMEM, "--cuda-graph: the %s backend could not replay the captured step", g->be->name);
     *logits = g->logits;
@@ -50,7 +53,9 @@ ndl_status ndl_step_graph_run(ndl_step_graph *g, int full, ndl_ctx *eager_ctx, n
     return fn(arg, eager_ctx, logits, loss);
   }
   ndl_tensor *lg = NULL, *ls = NULL;
+  ndl_ctx_record_feeds(g->ctx, 1);
   ndl_status st = fn(arg, g->ctx, &lg, &ls);
+  ndl_ctx_record_feeds(g->ctx, 0);
   void *exec = g->be->graph_end(); /* always ends the capture, even after a failed build */
   if (st != NDL_OK || !exec) {
     char why[200];
@@ -63,6 +68,7 @@ ndl_status ndl_step_graph_run(ndl_step_graph *g, int full, ndl_ctx *eager_ctx, n
   g->exec = exec;
   g->logits = lg;
   g->loss = ls;
+  if (ndl_ctx_feed(g->ctx, 0) != NDL_OK) return g->ctx->status; /* the fills made during the capture */
   if (g->be->graph_replay(exec) != 0)
     return ndl_errorf(NDL_ERR_NOMEM, "--cuda-graph: the %s backend could not replay the captured step", g->be->name);
   *logits = lg;

@@ -1,8 +1,9 @@
 /* trainer_device.c: the device side of a training run (--device cuda): the parameters must already
  * live in the backend's memory (the core's parameter store puts them there, with a host mirror for
  * init, --load/--save and checkpoints), the data sets are uploaded once (device_data.c), and
- * --cuda-graph's capture is set up where it can apply: not with dropout (its masks are drawn on the
- * host every step) nor with SyncBN (its statistics are summed on the host).
+ * --cuda-graph's capture is set up where it can apply: not with SyncBN (its statistics are summed
+ * by a collective the step waits for). Dropout masks, drawn on the host, are refilled and uploaded
+ * before each replay (launch/step_graph.c).
  * Leaves out: the step itself (trainer.c) and the capture mechanics (step_graph.c). */
 #include "launch/trainer_device.h"
 
@@ -23,9 +24,7 @@ ndl_status ndl_trainer_device_setup(ndl_trainer *t) {
   if (!be->graph_begin || !be->graph_end || !be->graph_replay || !be->graph_free)
     return ndl_errorf(NDL_ERR_ARG, "--cuda-graph: the %s backend cannot capture a step", be->name);
   if ((st = ndl_step_graph_new(be, &t->graph)) != NDL_OK) return st;
-  if (t->cfg.drop_prob > 0 || t->cfg.model == NDL_MODEL_MLPRESNET) /* needle's MLPResNet draws them at p = 0 too */
-    ndl_step_graph_off(t->graph, "dropout masks are drawn on the host every step");
-  if (t->env.sync.host) ndl_step_graph_off(t->graph, "SyncBN sums its batch statistics on the host");
+  if (t->env.sync.host) ndl_step_graph_off(t->graph, "SyncBN sums its batch statistics in a collective");
   return NDL_OK;
 }
 

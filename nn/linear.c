@@ -66,6 +66,21 @@ typedef struct {
   float p;
 } dropout_module;
 
+/* One mask's draws from the shared stream: the rows before this rank's slice skipped, its own
+ * drawn, the rest skipped (a host fill: a captured step replays it, core/host_feed.c). */
+typedef struct dropout_draw {
+  ndl_rng *rng;
+  int64_t before, after; /* draws skipped */
+  double keep;
+} dropout_draw;
+
+static void dropout_fill(const void *arg, float *host, int64_t n) {
+  const dropout_draw *dd = arg;
+  ndl_rng_skip_rand(dd->rng, dd->before);
+  ndl_rng_fill_bernoulli(dd->rng, host, n, dd->keep);
+  ndl_rng_skip_rand(dd->rng, dd->after);
+}
+
 static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   dropout_module *d = (dropout_module *)m;
   if (!m->training) return x;
@@ -78,12 +93,8 @@ static ndl_tensor *dropout_forward(ndl_module *m, ndl_ctx *ctx, ndl_tensor *x) {
   ndl_tensor *mask = ndl_tensor_empty(ctx, x->ndim, x->shape);
   if (!mask) return NULL;
   double keep = 1.0 - (double)d->p;
-  float *host = ndl_tensor_host_begin(ctx, mask); /* drawn on the host, uploaded off it */
-  if (!host) return NULL;
-  ndl_rng_skip_rand(m->env->rng, first * cols);
-  ndl_rng_fill_bernoulli(m->env->rng, host, rows * cols, keep);
-  ndl_rng_skip_rand(m->env->rng, (global_rows - first - rows) * cols);
-  ndl_tensor_host_end(ctx, mask, host);
+  dropout_draw dd = {m->env->rng, first * cols, (global_rows - first - rows) * cols, keep};
+  if (ndl_tensor_host_fill(ctx, mask, dropout_fill, &dd, sizeof dd) != NDL_OK) return NULL; /* drawn on the host */
   if (!m->env->fused) return ndl_div_scalar(ctx, ndl_mul(ctx, x, mask), (float)keep);
   return ndl_dropout(ctx, x, mask, (float)keep);
 }
