@@ -334,7 +334,7 @@ if [ "$built" = 1 ] && [ -n "$data" ] && [ "$device" = cuda ]; then
     grep -q "eager steps" "$work/mlp_graph.err" && note "--cuda-graph fell back: $(grep -m1 'eager steps' "$work/mlp_graph.err")"
     note "$(awk -v e="$eager" -v g="$graph" 'BEGIN {
       printf "step (600/epoch): eager %.1f us, replayed %.1f us: launch gaps ~%.1f us/step (%.0f%% of eager)",
-             e / 600 * 1e6, g / 600 * 1e6, (e - g) / 600 * 1e6, e > 0 ? 100 * (e - g) / e : 0}')"
+             e / 600 * 1e6, g / 600 * 1e6, (e - g) / 600 * 1e6, (e > 0 ? 100 * (e - g) / e : 0)}')"
   fi
 fi
 finish 0
