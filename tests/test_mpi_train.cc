@@ -63,13 +63,14 @@ class MpiTrain : public ::testing::Test {
     if (r.code != 0) std::cout << "$ " << cmd << "\n-> exit " << r.code << "\n" << r.out << r.err << std::endl;
     return r;
   }
-  // The small model of every run here; extra flags appended (a later --optimizer/--lr wins).
+  // The small model of every run here; extra flags appended (a later --lr wins; an --optimizer in
+  // extra replaces SGD with momentum, whose --momentum another optimizer refuses).
   // SGD with momentum: its update is linear in the gradient, so reassociation stays at float
   // rounding. Adam divides by sqrt(v): where the data gradient cancels the weight-decay term
   // (g ~ 1e-8) a rounding difference moves the weight by up to lr, so Adam gets its own test.
   std::string flags(const std::string &extra) {
-    return "--data " + data + " --hidden-dim 32 --blocks 1 --optimizer sgd --lr 0.1 --momentum 0.9 " +
-           "--drop-prob 0.1 --seed 3 " + extra;
+    std::string sgd = extra.find("--optimizer ") == std::string::npos ? "--optimizer sgd --lr 0.1 --momentum 0.9 " : "";
+    return "--data " + data + " --hidden-dim 32 --blocks 1 " + sgd + "--drop-prob 0.1 --seed 3 " + extra;
   }
   // SPEC §3: N ranks == 1 rank up to reassociation. Returns {max loss rel diff, max weight abs diff}.
   std::pair<double, double> equivalence(int np, int batch, const std::string &mpi_opts, const std::string &tag,
