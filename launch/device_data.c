@@ -39,8 +39,10 @@ ndl_status ndl_device_data_new(const ndl_backend *be, const ndl_dataset *train, 
   if (st == NDL_OK && (!(dd->x = dev_alloc(be, (size_t)(cap * dd->dim) * sizeof(float), "the batch")) ||
                        !(dd->y = dev_alloc(be, (size_t)cap * sizeof(int32_t), "the batch labels")) ||
                        !(dd->idx = dev_alloc(be, (size_t)cap * sizeof(int64_t), "the batch indices")) ||
-                       !(dd->sums = dev_alloc(be, 2 * sizeof(double), "the metric sums"))))
+                       !(dd->sums = dev_alloc(be, 2 * sizeof(double), "the metric sums")) ||
+                       !(dd->losses = dev_alloc(be, NDL_DEVICE_METRICS_WINDOW * sizeof(float), "the kept losses"))))
     st = NDL_ERR_NOMEM;
+  if (st == NDL_OK) ndl_device_data_sums_zero(dd);
   be->sync(); /* the uploads are done before the host data may change */
   if (st != NDL_OK) {
     ndl_device_data_free(dd);
@@ -62,6 +64,7 @@ void ndl_device_data_free(ndl_device_data *dd) {
   be->free(dd->y);
   be->free(dd->idx);
   be->free(dd->sums);
+  be->free(dd->losses);
   ndl_free(dd);
 }
 
@@ -81,6 +84,21 @@ void ndl_device_data_batch(ndl_device_data *dd, const ndl_batch *b, int augmente
 
 void ndl_device_data_sums_zero(ndl_device_data *dd) {
   dd->be->fill((float *)dd->sums, 0.0f, 4); /* two doubles: all-zero bits */
+}
+
+int ndl_device_data_keep(ndl_device_data *dd, const ndl_tensor *loss, const struct ndl_kept_step *info) {
+  NDL_ASSERT(dd->pending < NDL_DEVICE_METRICS_WINDOW);
+  dd->be->copy(dd->losses + dd->pending, ndl_tensor_ptr(loss), sizeof(float), NDL_COPY_D2D);
+  dd->kept[dd->pending++] = *info;
+  return dd->pending == NDL_DEVICE_METRICS_WINDOW;
+}
+
+void ndl_device_data_read(ndl_device_data *dd, float *losses_out, int64_t *errors_out) {
+  double sums[2];
+  if (dd->pending) dd->be->copy(losses_out, dd->losses, (size_t)dd->pending * sizeof(float), NDL_COPY_D2H);
+  dd->be->copy(sums, dd->sums, sizeof sums, NDL_COPY_D2H);
+  *errors_out = (int64_t)sums[1];
+  ndl_device_data_sums_zero(dd);
 }
 
 void ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, float *loss_out, int64_t *errors_out) {

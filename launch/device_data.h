@@ -16,6 +16,14 @@
 extern "C" {
 #endif
 
+/* Steps whose losses stay on the device between two reads (one process, device_data_keep). */
+#define NDL_DEVICE_METRICS_WINDOW 128
+
+/* What the host knows of a step whose loss is kept on the device (1-based step, epoch, batch). */
+struct ndl_kept_step {
+  int64_t step, epoch, batch, global_count;
+};
+
 typedef struct ndl_device_data {
   const ndl_backend *be;     /* borrowed */
   int64_t dim;               /* floats per sample */
@@ -25,7 +33,12 @@ typedef struct ndl_device_data {
   float *x;                  /* batch rows, cap x dim */
   int32_t *y;                /* batch labels, cap */
   int64_t *idx;              /* batch sample indices, cap */
-  double *sums;              /* the softmax-CE metric sums of the current batch (2, backend memory) */
+  double *sums;              /* softmax-CE metric sums (2, backend memory) since the last read */
+  /* Steps kept on the device between reads (one process: ndl_device_data_keep): each step's loss,
+   * and what the host knows of it, so a read can report and log them in order. */
+  float *losses; /* NDL_DEVICE_METRICS_WINDOW floats, backend memory */
+  int64_t pending;
+  struct ndl_kept_step kept[NDL_DEVICE_METRICS_WINDOW];
 } ndl_device_data;
 
 /* Upload train and test (either may be empty: n == 0) into be's memory and allocate batch buffers
@@ -42,6 +55,12 @@ void ndl_device_data_sums_zero(ndl_device_data *dd);
 /* The batch's loss value (a 0-d tensor in backend memory) and its error count from dd->sums,
  * read back to the host: 12 bytes. */
 void ndl_device_data_metrics(ndl_device_data *dd, const ndl_tensor *loss, float *loss_out, int64_t *errors_out);
+/* Keep a step's loss on the device (a device-to-device copy into dd->losses, nothing read back) with
+ * what the host knows of the step; dd->sums keep adding up. Returns 1 when the window is full. */
+int ndl_device_data_keep(ndl_device_data *dd, const ndl_tensor *loss, const struct ndl_kept_step *info);
+/* Read the kept steps' losses (dd->pending floats into losses_out) and their error count, then zero
+ * the sums: one read for up to NDL_DEVICE_METRICS_WINDOW steps. The caller resets dd->pending. */
+void ndl_device_data_read(ndl_device_data *dd, float *losses_out, int64_t *errors_out);
 
 #ifdef __cplusplus
 }

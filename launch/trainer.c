@@ -219,6 +219,42 @@ static ndl_status step_nodes(void *arg, ndl_ctx *ctx, ndl_tensor **logits_out, n
   return NDL_OK;
 }
 
+/* Whether a step's metrics stay on the device until a read (one process on a device backend): no
+ * per-step read-back, so the host queues the next steps while the device runs. With more ranks a
+ * step waits for its collectives anyway, and the metrics all-reduce needs the values. */
+static int keeps_metrics(const ndl_trainer *t) {
+  return t->dev && t->world == 1 && !ndl_dist_uses_nccl(t->dist);
+}
+
+/* A finished step's loss lv into the epoch sums and --log-steps; NaN/Inf ends the run (exit 6). */
+static ndl_status count_step(ndl_trainer *t, float lv, const struct ndl_kept_step *k) {
+  if (!isfinite(lv))
+    return ndl_errorf(NDL_ERR_NUMERIC, "loss became %s at step %lld (epoch %lld, batch %lld)", isnan(lv) ? "NaN" : "Inf",
+                      (long long)k->step, (long long)k->epoch, (long long)k->batch);
+  t->cur.loss_sum += (double)lv * (double)k->global_count;
+  t->cur.seen += k->global_count;
+  if (t->log && t->cfg.log_steps)
+    ndl_jsonlog_line(t->log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g}", (long long)k->step, (long long)k->epoch,
+                     lv);
+  return NDL_OK;
+}
+
+/* Read the steps kept on the device (one read) and count them in order, as they would have been one by one. */
+static ndl_status read_kept(ndl_trainer *t) {
+  ndl_device_data *dd = t->dev;
+  if (!dd || !keeps_metrics(t) || dd->pending == 0) return NDL_OK;
+  float losses[NDL_DEVICE_METRICS_WINDOW];
+  int64_t wrong = 0, n = dd->pending;
+  ndl_device_data_read(dd, losses, &wrong);
+  dd->pending = 0;
+  t->cur.errors += wrong;
+  for (int64_t i = 0; i < n; i++) {
+    ndl_status st = count_step(t, losses[i], &dd->kept[i]);
+    if (st != NDL_OK) return st;
+  }
+  return NDL_OK;
+}
+
 static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_ctx *ctx = t->ctx;
   ndl_tensor x;
@@ -239,13 +275,23 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   if (t->world > 1) ndl_dist_set_step(t->dist, t->step + 1); /* SyncBN's collectives are this step's too */
   ndl_tensor *logits = NULL, *loss = NULL;
   if (t->graph) ndl_watchdog_phase(t->wd, NDL_PHASE_FORWARD, t->step + 1, t->epoch + 1); /* a replay too */
-  if (t->dev) ndl_device_data_sums_zero(t->dev); /* the step's CE adds its error count there */
+  if (t->dev && !keeps_metrics(t)) ndl_device_data_sums_zero(t->dev); /* the step's CE adds its error count there */
   ndl_status st = ndl_step_graph_run(t->graph, b->global_count == t->cfg.batch_size, ctx, step_nodes, &a, &logits, &loss);
   if (t->graph && t->graph->off && !t->graph->said && t->cfg.verbose) {
     ndl_dist_log0(t->dist, "--cuda-graph: eager steps: %s", t->graph->why);
     t->graph->said = 1;
   }
   if (st != NDL_OK) return st;
+  struct ndl_kept_step k = {t->step + 1, t->epoch + 1, b->index + 1, b->global_count};
+  if (keeps_metrics(t)) { /* the loss stays on the device; read with the next ones (read_kept) */
+    int full = ndl_device_data_keep(t->dev, loss, &k);
+    ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
+    ndl_optim_step(t->opt);
+    ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE);
+    t->step++;
+    ndl_ctx_reset(ctx);
+    return full ? read_kept(t) : NDL_OK;
+  }
   /* rank-local loss (local sum / global count) and error count, summed across ranks */
   float metrics[2];
   if (t->dev) {
@@ -265,22 +311,15 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
       return st;
   }
   float lv = metrics[0];
-  if (!isfinite(lv))
-    return ndl_errorf(NDL_ERR_NUMERIC, "loss became %s at step %lld (epoch %lld, batch %lld)",
-                      isnan(lv) ? "NaN" : "Inf", (long long)t->step + 1, (long long)t->epoch + 1,
-                      (long long)b->index + 1);
+  if (!isfinite(lv)) return count_step(t, lv, &k);
   ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
   ndl_optim_step(t->opt);
   ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* bookkeeping below: "rest" */
   t->step++;
-  t->cur.loss_sum += (double)lv * (double)b->global_count;
   t->cur.errors += (int64_t)metrics[1];
-  t->cur.seen += b->global_count;
-  if (t->log && t->cfg.log_steps)
-    ndl_jsonlog_line(t->log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g}", (long long)t->step,
-                     (long long)t->epoch + 1, lv);
+  ndl_status cs = count_step(t, lv, &k);
   ndl_ctx_reset(ctx);
-  return NDL_OK;
+  return cs;
 }
 
 ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
@@ -305,8 +344,10 @@ ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
     if ((r = ndl_loader_next(t->loader, t->rank, t->world, &b)) != 1) break;
     if ((st = train_step(t, &b)) != NDL_OK) break;
     ndl_progress_update(&bar, b.index + 1, t->cur.seen ? t->cur.loss_sum / t->cur.seen : 0.0);
-    if (ndl_trainer_checkpoint_due(t) && (st = ndl_trainer_checkpoint(t)) != NDL_OK) break;
+    if (ndl_trainer_checkpoint_due(t) && ((st = read_kept(t)) != NDL_OK || (st = ndl_trainer_checkpoint(t)) != NDL_OK))
+      break; /* (a checkpoint never holds a step whose loss was not seen) */
   }
+  if (st == NDL_OK) st = read_kept(t); /* the epoch's last kept steps */
   ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* the last data phase found no batch */
   if (st == NDL_OK && r >= 0 && t->cfg.max_steps && t->step >= t->cfg.max_steps) *end = NDL_EPOCH_STOPPED;
   t->cur.seconds += now_s() - start;

@@ -256,6 +256,19 @@ TEST_F(GpuTrain, OutOfDeviceMemoryAnywhereIsOneLineNeverACrash) {
   EXPECT_GT(ok, 0) << "no limit was enough";
 }
 
+// A diverging run: the GPU keeps up to 128 steps' losses on the device between reads, yet stops with
+// exit 6 naming the same step as the CPU, having logged the same steps before it.
+TEST_F(GpuTrain, DivergingRunNamesTheSameStepAsTheCpu) {
+  NEED_GPU();
+  std::string a = "--optimizer sgd --lr 1e30 --epochs 1 ";
+  RunResult c = train(a + "--device cpu", "c.jsonl"), g = train(a + "--device cuda", "g.jsonl");
+  ASSERT_EQ(c.code, 6) << c.err;
+  ASSERT_EQ(g.code, 6) << g.err;
+  auto named = [](const std::string &err) { return err.substr(err.find("loss became")); };
+  EXPECT_EQ(named(g.err), named(c.err));
+  EXPECT_EQ(losses("g.jsonl").size(), losses("c.jsonl").size());
+}
+
 TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {
   NEED_GPU();
   std::string base = "--optimizer adam --epochs 2 --drop-prob 0 ";
