@@ -59,6 +59,16 @@ class GpuTrain : public WorkspaceTest {
                          " --batch-size 50 --log-steps --log " + log + " " + args,
                      dir);
   }
+  // The same flags on the CPU and on the GPU (logs cpu.jsonl and gpu.jsonl), both exiting with code;
+  // their stderr in cpu_err and gpu_err. Call through ASSERT_NO_FATAL_FAILURE.
+  void cpu_and_gpu(const std::string &args, int code = 0) {
+    RunResult c = train(args + "--device cpu", "cpu.jsonl"), g = train(args + "--device cuda", "gpu.jsonl");
+    cpu_err = c.err;
+    gpu_err = g.err;
+    ASSERT_EQ(c.code, code) << c.err;
+    ASSERT_EQ(g.code, code) << g.err;
+  }
+  std::string cpu_err, gpu_err;
   // The per-step losses of a --log-steps file.
   std::vector<double> losses(const std::string &log) {
     std::vector<double> v;
@@ -83,27 +93,19 @@ const std::string kSgd = "--optimizer sgd --lr 0.05 --epochs 3 --max-steps 50 ";
 
 TEST_F(GpuTrain, SgdFiftyStepsFollowTheCpu) {
   NEED_GPU();
-  RunResult c = train(kSgd + "--device cpu", "cpu.jsonl"), g = train(kSgd + "--device cuda", "gpu.jsonl");
-  ASSERT_EQ(c.code, 0) << c.err;
-  ASSERT_EQ(g.code, 0) << g.err;
+  ASSERT_NO_FATAL_FAILURE(cpu_and_gpu(kSgd));
   expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 50, 1e-5);
 }
 
 TEST_F(GpuTrain, AdamFirstStepsFollowTheCpu) {
   NEED_GPU();
-  std::string a = "--optimizer adam --lr 0.001 --epochs 1 --max-steps 10 ";
-  RunResult c = train(a + "--device cpu", "cpu.jsonl"), g = train(a + "--device cuda", "gpu.jsonl");
-  ASSERT_EQ(c.code, 0) << c.err;
-  ASSERT_EQ(g.code, 0) << g.err;
+  ASSERT_NO_FATAL_FAILURE(cpu_and_gpu("--optimizer adam --lr 0.001 --epochs 1 --max-steps 10 "));
   expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 10, 1e-5, false);
 }
 
 TEST_F(GpuTrain, AugmentFollowsTheCpu) {  // the augmented slice is uploaded, same host draws
   NEED_GPU();
-  std::string a = kSgd + "--augment --max-steps 20 ";
-  RunResult c = train(a + "--device cpu", "cpu.jsonl"), g = train(a + "--device cuda", "gpu.jsonl");
-  ASSERT_EQ(c.code, 0) << c.err;
-  ASSERT_EQ(g.code, 0) << g.err;
+  ASSERT_NO_FATAL_FAILURE(cpu_and_gpu(kSgd + "--augment --max-steps 20 "));
   expect_follows(losses("cpu.jsonl"), losses("gpu.jsonl"), 20, 1e-5);
 }
 
@@ -260,13 +262,10 @@ TEST_F(GpuTrain, OutOfDeviceMemoryAnywhereIsOneLineNeverACrash) {
 // exit 6 naming the same step as the CPU, having logged the same steps before it.
 TEST_F(GpuTrain, DivergingRunNamesTheSameStepAsTheCpu) {
   NEED_GPU();
-  std::string a = "--optimizer sgd --lr 1e30 --epochs 1 ";
-  RunResult c = train(a + "--device cpu", "c.jsonl"), g = train(a + "--device cuda", "g.jsonl");
-  ASSERT_EQ(c.code, 6) << c.err;
-  ASSERT_EQ(g.code, 6) << g.err;
+  ASSERT_NO_FATAL_FAILURE(cpu_and_gpu("--optimizer sgd --lr 1e30 --epochs 1 ", 6));
   auto named = [](const std::string &err) { return err.substr(err.find("loss became")); };
-  EXPECT_EQ(named(g.err), named(c.err));
-  EXPECT_EQ(losses("g.jsonl").size(), losses("c.jsonl").size());
+  EXPECT_EQ(named(gpu_err), named(cpu_err));
+  EXPECT_EQ(losses("gpu.jsonl").size(), losses("cpu.jsonl").size());
 }
 
 TEST_F(GpuTrain, CheckpointMovesBetweenGpuAndCpu) {
