@@ -255,6 +255,28 @@ static ndl_status read_kept(ndl_trainer *t) {
   return NDL_OK;
 }
 
+/* A step's rank-local loss (local sum / global count) and error count, read now, then the gradient
+ * all-reduce (NCCL on one rank too: the --collectives nccl check) and the metrics' across ranks. */
+static ndl_status step_metrics(ndl_trainer *t, const ndl_batch *b, const ndl_tensor *logits, const ndl_tensor *loss,
+                               float metrics[2]) {
+  if (t->dev) {
+    int64_t wrong = 0;
+    ndl_device_data_metrics(t->dev, loss, &metrics[0], &wrong);
+    metrics[1] = (float)wrong;
+  } else {
+    metrics[0] = ndl_tensor_ptr(loss)[0];
+    metrics[1] = (float)count_errors(logits, b->labels);
+  }
+  ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
+  if (t->world == 1 && !ndl_dist_uses_nccl(t->dist)) return NDL_OK;
+  double t0 = now_s();
+  ndl_status st = ndl_dist_allreduce_sum_dev(t->dist, t->backend, t->env.params.grad, t->env.params.numel,
+                                             "grad allreduce");
+  t->cur.allreduce_seconds += now_s() - t0;
+  if (st == NDL_OK && t->world > 1) st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce");
+  return st;
+}
+
 static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   ndl_ctx *ctx = t->ctx;
   ndl_tensor x;
@@ -283,43 +305,22 @@ static ndl_status train_step(ndl_trainer *t, const ndl_batch *b) {
   }
   if (st != NDL_OK) return st;
   struct ndl_kept_step k = {t->step + 1, t->epoch + 1, b->index + 1, b->global_count};
-  if (keeps_metrics(t)) { /* the loss stays on the device; read with the next ones (read_kept) */
-    int full = ndl_device_data_keep(t->dev, loss, &k);
-    ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
-    ndl_optim_step(t->opt);
-    ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE);
-    t->step++;
-    ndl_ctx_reset(ctx);
-    return full ? read_kept(t) : NDL_OK;
-  }
-  /* rank-local loss (local sum / global count) and error count, summed across ranks */
-  float metrics[2];
-  if (t->dev) {
-    int64_t wrong = 0;
-    ndl_device_data_metrics(t->dev, loss, &metrics[0], &wrong);
-    metrics[1] = (float)wrong;
-  } else {
-    metrics[0] = ndl_tensor_ptr(loss)[0];
-    metrics[1] = (float)count_errors(logits, b->labels);
-  }
-  ndl_watchdog_phase(t->wd, NDL_PHASE_ALLREDUCE, t->step + 1, t->epoch + 1);
-  if (t->world > 1 || ndl_dist_uses_nccl(t->dist)) { /* NCCL on one rank: the --collectives nccl check */
-    double t0 = now_s();
-    st = ndl_dist_allreduce_sum_dev(t->dist, t->backend, t->env.params.grad, t->env.params.numel, "grad allreduce");
-    t->cur.allreduce_seconds += now_s() - t0;
-    if (st != NDL_OK || (t->world > 1 && (st = ndl_dist_allreduce_sum(t->dist, metrics, 2, "metrics allreduce")) != NDL_OK))
-      return st;
-  }
-  float lv = metrics[0];
-  if (!isfinite(lv)) return count_step(t, lv, &k);
+  int kept = keeps_metrics(t), full = 0;
+  float metrics[2] = {0.0f, 0.0f}; /* loss, errors: summed across ranks (kept: read later, read_kept) */
+  if (kept) full = ndl_device_data_keep(t->dev, loss, &k);
+  else if ((st = step_metrics(t, b, logits, loss, metrics)) != NDL_OK) return st;
+  if (!isfinite(metrics[0])) return count_step(t, metrics[0], &k);
   ndl_watchdog_phase(t->wd, NDL_PHASE_OPTIMIZER, t->step + 1, t->epoch + 1);
   ndl_optim_step(t->opt);
   ndl_profile_enter(t->prof, NDL_PROFILE_OUTSIDE); /* bookkeeping below: "rest" */
   t->step++;
-  t->cur.errors += (int64_t)metrics[1];
-  ndl_status cs = count_step(t, lv, &k);
+  if (!kept) {
+    t->cur.errors += (int64_t)metrics[1];
+    st = count_step(t, metrics[0], &k);
+  }
   ndl_ctx_reset(ctx);
-  return cs;
+  if (st == NDL_OK && full) st = read_kept(t);
+  return st;
 }
 
 ndl_status ndl_trainer_run_epoch(ndl_trainer *t, ndl_epoch_end *end) {
