@@ -28,9 +28,7 @@ typedef struct ndl_allreduce {
 typedef struct ndl_norm_state {
   float eps;
   int64_t count;              /* rows (batchnorm: global) or columns (layernorm) averaged over */
-  ndl_allreduce_fn allreduce; /* batchnorm only; NULL on one process */
-  ndl_allreduce_fn allreduce_device; /* the same on backend memory (ndl_allreduce.device), or NULL */
-  void *handle;
+  ndl_allreduce sync;         /* batchnorm only: SyncBN's all-reduce (sync.host NULL on one process) */
   float *xhat, *invstd, *mean, *var; /* backend memory (the data arena), like the tensors */
   /* batchnorm: when running_mean is non-NULL, forward folds the batch statistics into
    * running_mean/running_var (backend memory, d floats each) with this momentum, needle's rule:

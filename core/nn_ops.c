@@ -84,11 +84,7 @@ ndl_tensor *ndl_batchnorm_train_running(ndl_ctx *ctx, ndl_tensor *x, ndl_tensor 
   if (global_rows <= 0) global_rows = x->shape[0];
   ndl_norm_state *s = norm_state(ctx, x, d, eps, global_rows);
   if (!s) return NULL;
-  if (sync && sync->host) {
-    s->allreduce = sync->host;
-    s->allreduce_device = sync->device;
-    s->handle = sync->handle;
-  }
+  if (sync && sync->host) s->sync = *sync;
   s->running_mean = running_mean;
   s->running_var = running_var;
   s->momentum = momentum;

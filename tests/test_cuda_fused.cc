@@ -75,8 +75,8 @@ NormRun run_norm(const ndl_backend *be, ndl_op op, bool sync, bool affine, const
   s.eps = 1e-5f;
   s.count = op == NDL_OP_BATCHNORM ? (sync ? 2 * n : n) : dd;
   if (sync) {
-    s.allreduce = double_it;
-    s.handle = &r.calls;
+    s.sync.host = double_it;
+    s.sync.handle = &r.calls;
   }
   s.xhat = d.zeros((size_t)(n * dd));
   s.invstd = d.zeros((size_t)ns);

@@ -66,7 +66,7 @@ static const float *norm_param(ndl_ctx *ctx, const ndl_tensor *p, int64_t d, flo
 }
 
 static ndl_status allreduce(ndl_ctx *ctx, ndl_norm_state *s, double *buf, int64_t n) {
-  ndl_status st = s->allreduce(s->handle, buf, n);
+  ndl_status st = s->sync.host(s->sync.handle, buf, n);
   if (st != NDL_OK) return ndl_ctx_fail(ctx, st, "batchnorm: all-reduce failed: %s", ndl_last_error());
   return NDL_OK;
 }
@@ -90,7 +90,7 @@ static ndl_status batchnorm_forward(ndl_ctx *ctx, ndl_tensor *node) {
   double *acc = ndl_ctx_alloc(ctx, (size_t)(2 * d) * sizeof(double));
   if (!x || !w || !b || !acc) return ctx->status;
   double count = (double)s->count;
-  if (s->allreduce) { /* SyncBN: one collective of (sum x, sum x^2), in double */
+  if (s->sync.host) { /* SyncBN: one collective of (sum x, sum x^2), in double */
     column_sums_sq(x, n, d, acc);
     if (allreduce(ctx, s, acc, 2 * d) != NDL_OK) return ctx->status;
     for (int64_t j = 0; j < d; j++) {
@@ -284,7 +284,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const 
       }
   }
   if (!need_dx) return;
-  if (batch && s->allreduce && allreduce(ctx, s, acc, 2 * ns) != NDL_OK) return;
+  if (batch && s->sync.host && allreduce(ctx, s, acc, 2 * ns) != NDL_OK) return;
   for (int64_t k = 0; k < 2 * ns; k++) sums[k] = (float)acc[k];
   float *dx = target_zeroed(&tg[0], n * d);
   norm_dx(g, s->xhat, w, s->invstd, sums, n, d, (float)(1.0 / (double)s->count), !batch, dx);

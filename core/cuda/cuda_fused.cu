@@ -129,9 +129,9 @@ ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *de
     ndl_cuda_capture_break();
     return ndl_ctx_fail(ctx, NDL_ERR_ARG, "batchnorm: SyncBN's all-reduce cannot run inside a captured step");
   }
-  if (s->allreduce_device) { /* the process group sums device memory itself (NCCL) */
+  if (s->sync.device) { /* the process group sums device memory itself (NCCL) */
     NDL_CUDA_CHECK(cudaStreamSynchronize(st)); /* the sums it reads are complete */
-    ndl_status r = s->allreduce_device(s->handle, dev, n);
+    ndl_status r = s->sync.device(s->sync.handle, dev, n);
     if (r != NDL_OK) {
       s->status = r;
       return ndl_ctx_fail(ctx, r, "batchnorm: all-reduce failed: %s", ndl_last_error());
@@ -142,7 +142,7 @@ ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *de
   if (!host) return ndl_ctx_fail(ctx, NDL_ERR_NOMEM, "batchnorm: no host memory to stage %zu bytes", bytes);
   NDL_CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, st));
   NDL_CUDA_CHECK(cudaStreamSynchronize(st));
-  ndl_status r = s->allreduce(s->handle, host, n);
+  ndl_status r = s->sync.host(s->sync.handle, host, n);
   if (r == NDL_OK) {
     NDL_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, st));
     NDL_CUDA_CHECK(cudaStreamSynchronize(st));
@@ -182,7 +182,7 @@ static ndl_status norm_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st) 
   if ((node->src[1] && !w) || (node->src[2] && !b)) return ndl_cuda_scratch_fail(ctx, "norm parameter", (size_t)d * 4);
   if (batch) {
     double count = (double)s->count;
-    if (s->allreduce) { /* SyncBN: one all-reduce of (sum x, sum x^2), in double */
+    if (s->sync.host) { /* SyncBN: one all-reduce of (sum x, sum x^2), in double */
       double *acc = (double *)ndl_cuda_scratch((size_t)(2 * d) * sizeof(double));
       if (!acc) return ndl_cuda_scratch_fail(ctx, "batchnorm sums", (size_t)(2 * d) * sizeof(double));
       bn_sums_sq_kernel<<<ndl_cuda_blocks(d), NDL_CUDA_THREADS, 0, st>>>(x, n, d, acc);

@@ -136,7 +136,7 @@ static void norm_backward(ndl_ctx *ctx, ndl_tensor *node, const float *g, const 
     norm_row_kernel<<<ndl_cuda_blocks(n), NDL_CUDA_THREADS, 0, st>>>(g, s->xhat, w, n, d, acc);
     NDL_CUDA_CHECK_LAUNCH();
   }
-  if (batch && s->allreduce && ndl_cuda_allreduce_staged(ctx, s, acc, 2 * ns, st) != NDL_OK) return;
+  if (batch && s->sync.host && ndl_cuda_allreduce_staged(ctx, s, acc, 2 * ns, st) != NDL_OK) return;
   if (n * d == 0) return;
   norm_dx_kernel<<<ndl_cuda_blocks(n * d), NDL_CUDA_THREADS, 0, st>>>(
       g, s->xhat, w, s->invstd, acc, n, d, (float)(1.0 / (double)s->count), !batch, tg[0].ptr, tg[0].beta);

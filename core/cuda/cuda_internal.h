@@ -119,8 +119,8 @@ ndl_status ndl_cuda_matmul(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st);
 /* cuda_fused.cu / cuda_fused_bwd.cu */
 ndl_status ndl_cuda_fused_forward(ndl_ctx *ctx, ndl_tensor *node, cudaStream_t st);
 void ndl_cuda_fused_backward(ndl_ctx *ctx, ndl_tensor *node, const ndl_grad_target *targets, cudaStream_t st);
-/* SyncBN: sum n doubles of device memory across ranks through s->allreduce_device when the process
- * group has one (NCCL), else staged through the host around s->allreduce (synchronous either way);
+/* SyncBN: sum n doubles of device memory across ranks through s->sync.device when the process
+ * group has one (NCCL), else staged through the host around s->sync.host (synchronous either way);
  * a failure is recorded on ctx and s->status. */
 ndl_status ndl_cuda_allreduce_staged(ndl_ctx *ctx, ndl_norm_state *s, double *dev, int64_t n, cudaStream_t st);
 /* A norm's weight or bias as contiguous device floats; NULL for NULL (the kernels read 1 / 0). */
