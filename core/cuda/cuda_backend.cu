@@ -17,13 +17,14 @@ struct scratch_block {
 };
 
 #define NDL_SCRATCH_BLOCKS 32
+/* cuBLAS's fixed workspace, so it allocates nothing while a step is captured */
+const size_t kCublasWorkspace = (size_t)32 << 20;
 #define NDL_DEFERRED_FREES 64
 
 struct cuda_state {
   cudaStream_t stream;
   cublasHandle_t cublas;
-  void *cublas_ws;
-  size_t cublas_ws_bytes;
+  void *cublas_ws; /* kCublasWorkspace bytes */
   cudaStream_t cublas_stream; /* the stream cuBLAS was last set to (with cublas_ws as its workspace) */
   scratch_block blocks[NDL_SCRATCH_BLOCKS];
   int nblocks, cur;
@@ -68,11 +69,8 @@ int cuda_init_state(void) {
   if (s != CUBLAS_STATUS_SUCCESS) return init_fail("cublasCreate", ndl_cublas.status_string(s));
   /* fp32 GEMMs as the CPU computes them: no TF32 tensor-op rounding */
   NDL_CUBLAS_CHECK(ndl_cublas.set_math_mode(g.cublas, CUBLAS_DEFAULT_MATH));
-  /* a fixed workspace, so cuBLAS allocates nothing while a step is captured */
-  const size_t ws = (size_t)32 << 20;
-  if ((e = cudaMalloc(&g.cublas_ws, ws)) != cudaSuccess)
+  if ((e = cudaMalloc(&g.cublas_ws, kCublasWorkspace)) != cudaSuccess)
     return init_fail("cudaMalloc (cuBLAS workspace)", cudaGetErrorString(e));
-  g.cublas_ws_bytes = ws;
   (void)ndl_cuda_cublas_on(g.stream);
   return 1;
 }
@@ -312,7 +310,7 @@ void ndl_cuda_capture_break(void) { g.capture_broken = 1; }
 cublasHandle_t ndl_cuda_cublas_on(cudaStream_t st) {
   if (st != g.cublas_stream) { /* cublasSetStream resets the workspace to cuBLAS's own pool: set ours again */
     NDL_CUBLAS_CHECK(ndl_cublas.set_stream(g.cublas, st));
-    NDL_CUBLAS_CHECK(ndl_cublas.set_workspace(g.cublas, g.cublas_ws, g.cublas_ws_bytes));
+    NDL_CUBLAS_CHECK(ndl_cublas.set_workspace(g.cublas, g.cublas_ws, kCublasWorkspace));
     g.cublas_stream = st;
   }
   return g.cublas;
