@@ -114,9 +114,11 @@ static int parse_dims(parse_state *ps, const char *opt, const char *val, ndl_tra
   return 0;
 }
 
+/* --optimizer's values, in ndl_optimizer_kind's order. */
+static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
+
 /* Options that take a value; returns 2 on error, 0 ok, -1 if opt is not a value option. */
 static int set_value(parse_state *ps, ndl_train_config *c, const char *opt, const char *v) {
-  static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
   static const char *const models[] = {"mlpresnet", "mlp"};
   static const char *const norms[] = {"none", "batch", "layer"};
   static const char *const devices[] = {"cpu", "cuda"};
@@ -212,7 +214,7 @@ static int check_combination(parse_state *ps, int argc, char **argv, const ndl_t
   for (int k = 0; k < 2; k++)
     if (c->optimizer != NDL_OPT_SGD && given(argc, argv, sgd_only[k]))
       return fail(ps, "%s: applies to --optimizer sgd only (the %s update has no momentum term to set)", sgd_only[k],
-                  c->optimizer == NDL_OPT_ADAM ? "adam" : c->optimizer == NDL_OPT_ADAMW ? "adamw" : "rmsprop");
+                  optimizers[c->optimizer]);
   for (int k = 0; k < 2; k++) {
     const char *opt = c->model == NDL_MODEL_MLP ? resnet_only[k] : mlp_only[k];
     if (given(argc, argv, opt))
