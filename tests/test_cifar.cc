@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli_util.h"
+#include "test_util.h"
 #include "core/alloc.h"
 #include "core/status.h"
 #include "data/cifar.h"
@@ -60,19 +61,9 @@ Bytes learnable(int n, unsigned seed) {
   return b;
 }
 
-class Cifar : public ::testing::Test {
+class Cifar : public TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ndl_cifar_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    live_at_start = ndl_alloc_live_count();
-  }
-  void TearDown() override {
-    EXPECT_EQ(ndl_alloc_live_count(), live_at_start) << "leaked ndl_malloc blocks";
-    std::filesystem::remove_all(dir);
-  }
-  std::string path(const std::string &name) const { return dir + "/" + name; }
+  Cifar() : TempDirTest("ndl_cifar_") {}
   void put(const std::string &name, const Bytes &b) { ndl_cli::write_file(path(name), b, false); }
   // The six files, batch k (1..5) holding `per` records starting at label k, the test batch `test`.
   void write_set(int per, int test) {
@@ -102,8 +93,6 @@ class Cifar : public ::testing::Test {
     for (const auto &sub : subs) EXPECT_NE(msg.find(sub), std::string::npos) << "'" << sub << "' not in: " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  std::string dir;
-  int64_t live_at_start = 0;
 };
 
 TEST_F(Cifar, BatchBecomesHwcFloatsAndLabels) {

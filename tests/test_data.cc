@@ -87,19 +87,9 @@ Bytes read_all(const std::string &path) {
 }
 
 // Fixture: a fresh temp dir, removed at teardown; no ndl heap block may outlive a test.
-class DataTest : public ::testing::Test {
+class DataTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ndl_data_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    live_at_start = ndl_alloc_live_count();
-  }
-  void TearDown() override {
-    EXPECT_EQ(ndl_alloc_live_count(), live_at_start) << "leaked ndl_malloc blocks";
-    std::filesystem::remove_all(dir);
-  }
-  std::string path(const std::string &name) const { return dir + "/" + name; }
+  DataTest() : TempDirTest("ndl_data_") {}
   // Write a consistent split: n images rows x cols and labels i % classes.
   void write_split(const std::string &split, uint32_t n, uint32_t rows, uint32_t cols, bool gz,
                    int classes = 10) {
@@ -128,8 +118,6 @@ class DataTest : public ::testing::Test {
     for (const auto &sub : subs) EXPECT_NE(msg.find(sub), std::string::npos) << "'" << sub << "' not in: " << msg;
     ndl_free(px);
   }
-  std::string dir;
-  int64_t live_at_start = 0;
 };
 
 std::vector<float> read_images_ok(const std::string &file, int64_t *n, int32_t *r, int32_t *c) {

@@ -1,7 +1,10 @@
 // test_util.cc: implementation of the shared test helpers (see test_util.h).
 #include "test_util.h"
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <string>
 
@@ -73,6 +76,18 @@ ndl_tensor *make_tensor(ndl_ctx *ctx, std::initializer_list<int64_t> shape,
   ndl_tensor *t = ndl_tensor_from(ctx, (int)dims.size(), dims.data(), values.data());
   EXPECT_EQ((size_t)ndl_tensor_numel(t), values.size());
   return t;
+}
+
+void TempDirTest::SetUp() {
+  std::string tmpl = "/tmp/" + prefix_ + "XXXXXX";
+  ASSERT_NE(mkdtemp(&tmpl[0]), nullptr);
+  dir = tmpl;
+  live_at_start = ndl_alloc_live_count();
+}
+
+void TempDirTest::TearDown() {
+  EXPECT_EQ(ndl_alloc_live_count(), live_at_start) << "leaked ndl_malloc blocks";
+  std::filesystem::remove_all(dir);
 }
 
 void CtxTest::SetUp() {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "core/alloc.h"
@@ -60,6 +61,21 @@ struct GradCheckOpts {
 // mode off and forms the loss in double from f's float outputs.
 ::testing::AssertionResult grad_check(ndl_ctx *ctx, const GradFn &f, const Inputs &inputs,
                                       GradCheckOpts o = GradCheckOpts());
+
+// Fixture: a fresh temp dir /tmp/<prefix>XXXXXX (dir; path(name) inside it), removed at teardown;
+// no ndl heap block may outlive a test.
+class TempDirTest : public ::testing::Test {
+ protected:
+  explicit TempDirTest(const char *prefix) : prefix_(prefix) {}
+  void SetUp() override;
+  void TearDown() override;
+  std::string path(const std::string &name) const { return dir + "/" + name; }
+  std::string dir;
+  int64_t live_at_start = 0;
+
+ private:
+  std::string prefix_;
+};
 
 // Fixture: a fresh context per test; teardown frees it and expects the live-allocation count back
 // where it was at setup.
